@@ -1,0 +1,5 @@
+"""Allow `python -m patchbot`."""
+
+from patchbot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The `patchbot` command line: parse arguments, call the stages, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from patchbot import __version__
+from patchbot.config import ConfigError, load_config
+from patchbot.intake import IngestSummary, ingest
+from patchbot.show import (
+    ingest_summary_text, mail_object, mail_text, series_list_text, series_object, series_text,
+)
+from patchbot.sources.files import source_for
+from patchbot.store import Store, StoreError, default_db_path
+
+log = logging.getLogger("patchbot")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the operation failed (store unusable, ...)
+EXIT_USAGE = 2  # bad arguments (argparse's own code)
+EXIT_UNREADABLE = 3  # a source given to `ingest` could not be read
+EXIT_CONFIG = 4  # the configuration is invalid
+EXIT_NOT_FOUND = 5  # no such series or message
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  success
+  {EXIT_FAILURE}  the operation failed (for example the database cannot be opened)
+  {EXIT_USAGE}  the command line is wrong
+  {EXIT_UNREADABLE}  ingest: a source could not be read (the others were still ingested)
+  {EXIT_CONFIG}  the configuration file is invalid (the message names the key)
+  {EXIT_NOT_FOUND}  no such series or message
+"""
+
+
+class NotFound(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patchbot",
+        description="Test the patches a mailing list receives and reply in the thread. "
+        "patchbot keeps every mail it is given, assembles patch series and their versions, "
+        "and shows what it knows.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"patchbot {__version__}")
+    parser.add_argument("-c", "--config", type=Path, metavar="PATH", help="the TOML configuration file")
+    parser.add_argument(
+        "--db", type=Path, metavar="PATH",
+        help=f"the SQLite database (default: [store] db of the config, else {default_db_path()})",
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ingest_parser = commands.add_parser(
+        "ingest", help="store and file mails from mbox files, Maildirs, single mails or stdin",
+        description="Store every mail found in the given paths once per Message-ID, classify it "
+        "(patch, cover letter, pull request, reply, other, or rejected with a reason) and file "
+        "patches into series. Each PATH is an mbox file, a Maildir folder, a single raw mail, "
+        "or - for standard input; which one is detected. Ingesting a mail twice changes nothing.",
+    )
+    ingest_parser.add_argument("paths", nargs="+", metavar="PATH")
+    ingest_parser.set_defaults(run=cmd_ingest)
+
+    series_parser = commands.add_parser(
+        "series", help="list and show patch series",
+        description="A series is one version of a set of patches (with its cover letter, if "
+        "any). A re-roll is a new series that supersedes the previous version, which becomes "
+        "obsolete.",
+    )
+    series_commands = series_parser.add_subparsers(dest="series_command", metavar="ACTION", required=True)
+    series_list = series_commands.add_parser("list", help="list every series")
+    series_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    series_list.set_defaults(run=cmd_series_list)
+    series_show = series_commands.add_parser("show", help="show one series and its patches")
+    series_show.add_argument("series_id", type=int, metavar="ID")
+    series_show.add_argument("--json", action="store_true", help="print JSON")
+    series_show.set_defaults(run=cmd_series_show)
+
+    message_parser = commands.add_parser("message", help="show what patchbot made of one mail")
+    message_commands = message_parser.add_subparsers(dest="message_command", metavar="ACTION", required=True)
+    message_show = message_commands.add_parser(
+        "show", help="show one mail's kind, position, files and trailers",
+        description="Show one stored mail by its Message-ID (with or without the angle brackets).",
+    )
+    message_show.add_argument("message_id", metavar="MESSAGE_ID")
+    message_show.add_argument("--json", action="store_true", help="print JSON")
+    message_show.set_defaults(run=cmd_message_show)
+    return parser
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    config = load_config(args.config)
+    return Store(args.db or config.db or default_db_path())
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    summary = IngestSummary()
+    for path in args.paths:
+        source = source_for(path)
+        log.debug("ingest: reading %s", source.name)
+        ingest(store, source, summary, _progress_printer(source.name, summary))
+    sys.stdout.write(ingest_summary_text(summary))
+    for problem in summary.unreadable:
+        log.error("ingest: could not read %s", problem)
+    return EXIT_UNREADABLE if summary.unreadable else EXIT_OK
+
+
+def _progress_printer(name: str, summary: IngestSummary) -> Callable[[], None]:
+    """Report progress on stderr at most every two seconds, so long back-fills show life."""
+    started = last = time.monotonic()
+    start_total = summary.total
+
+    def report() -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 2:
+            read = summary.total - start_total
+            log.info("ingest: %s: %d mails read (%d new so far), %.0f mails/s", name, read, summary.new, read / (now - started))
+            last = now
+
+    return report
+
+
+def cmd_series_list(args: argparse.Namespace) -> int:
+    all_series = open_store(args).all_series()
+    if args.json:
+        _print_json([series_object(series) for series in all_series])
+    else:
+        sys.stdout.write(series_list_text(all_series))
+    return EXIT_OK
+
+
+def cmd_series_show(args: argparse.Namespace) -> int:
+    series = open_store(args).series(args.series_id)
+    if series is None:
+        raise NotFound(f"no series {args.series_id} (see: patchbot series list)")
+    if args.json:
+        _print_json(series_object(series))
+    else:
+        sys.stdout.write(series_text(series))
+    return EXIT_OK
+
+
+def cmd_message_show(args: argparse.Namespace) -> int:
+    message_id = args.message_id.strip()
+    if not message_id.startswith("<"):
+        message_id = f"<{message_id}>"
+    mail = open_store(args).mail(message_id)
+    if mail is None:
+        raise NotFound(f"no mail {message_id} is stored")
+    if args.json:
+        _print_json(mail_object(mail))
+    else:
+        sys.stdout.write(mail_text(mail))
+    return EXIT_OK
+
+
+def _print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="patchbot: %(message)s", stream=sys.stderr)
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        log.error("configuration: %s", error)
+        return EXIT_CONFIG
+    except StoreError as error:
+        log.error("%s", error)
+        return EXIT_FAILURE
+    except NotFound as error:
+        log.error("%s", error)
+        return EXIT_NOT_FOUND
+    except BrokenPipeError:
+        return EXIT_OK  # `patchbot series list | head`: the reader left, nothing went wrong

@@ -1,0 +1,140 @@
+"""Take mail into the store once per Message-ID, parse it and file it into a series."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from patchbot.mail import MailRejected, ParsedMail, message_id_for, parse_mail
+from patchbot.series import file_mail
+from patchbot.sources import RawMail, Source, UnreadableSource
+from patchbot.store import MailFacts, Store
+
+log = logging.getLogger(__name__)
+
+
+class Status(Enum):
+    KNOWN = "already known"
+    FILED = "filed"
+    REJECTED = "rejected"
+    FAILED = "failed"  # our own error: kept, and retried by `file_new_mails`
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_id: str
+    status: Status
+    kind: str | None = None
+    reason: str | None = None
+    series_id: int | None = None
+
+
+def keep(store: Store, raw: RawMail) -> tuple[str, int | None]:
+    """Store a mail's bytes; returns its Message-ID and its row (None: already kept)."""
+    message_id, synthetic = message_id_for(raw.data)
+    if store.has_mail(message_id):
+        return message_id, None
+    return message_id, store.add_mail(message_id, synthetic, raw.data, raw.origin)
+
+
+def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received_at: datetime | None = None) -> Outcome:
+    """Parse a kept mail and file it; bad input is rejected with its reason, never raised."""
+    try:
+        mail = parse_mail(data)
+    except MailRejected as rejection:
+        store.reject_mail(mail_id, "rejected", str(rejection))
+        return Outcome(message_id, Status.REJECTED, reason=rejection.reason.value)
+    try:
+        with store.transaction():
+            filing = file_mail(store, mail_id, mail, received_at)
+            # The series stage may overrule the parser (an unnumbered patch in a known thread).
+            rule = mail.kind_rule if filing.kind is mail.kind else filing.rule
+            store.record_facts(mail_id, _facts(mail, filing.kind.value, rule))
+    except Exception as error:  # a bug of ours must not stop an ingest or lose the mail
+        log.error("cannot file %s: %s: %s", message_id, type(error).__name__, error, exc_info=log.isEnabledFor(logging.DEBUG))
+        store.reject_mail(mail_id, "failed", f"internal error: {type(error).__name__}: {error}")
+        return Outcome(message_id, Status.FAILED, reason="internal error")
+    return Outcome(message_id, Status.FILED, kind=filing.kind.value, series_id=filing.series_id)
+
+
+def take_in(store: Store, raw: RawMail) -> Outcome:
+    """Keep and file one mail (inside the caller's transaction, if any)."""
+    with store.transaction():
+        message_id, mail_id = keep(store, raw)
+        if mail_id is None:
+            return Outcome(message_id, Status.KNOWN)
+        return file_kept(store, mail_id, message_id, raw.data)
+
+
+def file_new_mails(store: Store) -> list[Outcome]:
+    """File mails kept but never filed (a crash between keeping and filing leaves these)."""
+    return [file_kept(store, mail.id, mail.message_id, mail.raw, mail.received_at) for mail in store.new_mails()]
+
+
+def _facts(mail: ParsedMail, kind: str, rule: str) -> MailFacts:
+    positioned = kind in ("patch", "cover", "pull")
+    counter = mail.subject.counter
+    if positioned and counter is None:
+        counter = 0 if kind == "cover" else 1  # a lone patch is patch 1 of 1
+    total = mail.subject.total if mail.subject.counter is not None else (1 if kind in ("patch", "pull") else None)
+    return MailFacts(
+        kind=kind, kind_rule=rule, subject=mail.subject_text, title=mail.subject.title,
+        sender=mail.sender.addr, sender_name=mail.sender.name, date=mail.date,
+        version=mail.subject.version if positioned else None,
+        counter=counter if positioned else None, total=total if positioned else None,
+        in_reply_to=mail.in_reply_to, has_diff=mail.has_diff, files=mail.files,
+        trailers=mail.trailers, pull_url=mail.pull_url,
+    )
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did, for its closing summary."""
+
+    new: int = 0
+    known: int = 0
+    kinds: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+    failed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.status is Status.KNOWN:
+            self.known += 1
+            return
+        self.new += 1
+        if outcome.status is Status.FILED:
+            self.kinds[outcome.kind] += 1
+        elif outcome.status is Status.REJECTED:
+            self.rejected[outcome.reason] += 1
+        else:
+            self.failed += 1
+
+    @property
+    def total(self) -> int:
+        return self.new + self.known
+
+
+def ingest(store: Store, source: Source, summary: IngestSummary, progress: Callable[[], None], batch: int = 500) -> None:
+    """Take in every mail of a source, committing every `batch` mails so a crash loses no more.
+
+    A source that cannot be read (at the start or half-way) is noted in the summary; what
+    was read from it before is kept.
+    """
+    mails = source.mails()
+    while True:
+        with store.transaction():
+            for _ in range(batch):
+                try:
+                    raw = next(mails)
+                except StopIteration:
+                    return
+                except UnreadableSource as error:
+                    summary.unreadable.append(str(error))
+                    return
+                summary.add(take_in(store, raw))
+                progress()

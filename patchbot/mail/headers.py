@@ -1,0 +1,155 @@
+"""Decode mail headers into plain, safe text: names, addresses, ids, dates.
+
+Headers arrive with raw 8-bit bytes, broken RFC 2047 words, unknown charsets, NULs and
+folded white space; every function here returns clean text (or None) and never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import quopri
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_SPACE_BETWEEN_WORDS = re.compile(r"(?<=\?=)\s+(?==\?)")
+_WHITESPACE = re.compile(r"\s+")
+_MSGID = re.compile(r"<([^<>\s]+)>")
+# RFC 5322 caps a line at 998 characters; a longer id is fuzz, not an identifier.
+MAX_MSGID_LENGTH = 995
+MAX_ADDRESS_LENGTH = 254
+# A local part of anything but specials; a domain of host-name characters only.
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[\w-]+(\.[\w-]+)*$")
+
+
+def text_of(value: str) -> str:
+    """Turn a raw header value (as the email package stores it) into clean text.
+
+    Undoes surrogate-escaped 8-bit bytes (utf-8, else windows-1252), decodes RFC 2047
+    words, strips NULs and collapses white space, folding included.
+    """
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        raw = value.encode("ascii", "surrogateescape")
+        value = _decode_bytes(raw, None)
+    if "=?" in value:
+        value = _decode_encoded_words(value)
+    value = value.replace("\x00", "")
+    return _WHITESPACE.sub(" ", value).strip()
+
+
+def _decode_bytes(raw: bytes, charset: str | None) -> str:
+    for candidate in (charset, "utf-8", "windows-1252"):
+        if not candidate:
+            continue
+        try:
+            return raw.decode(candidate)
+        except (LookupError, UnicodeDecodeError, ValueError):
+            continue
+    return raw.decode("latin-1")
+
+
+def _decode_encoded_words(value: str) -> str:
+    value = _SPACE_BETWEEN_WORDS.sub("", value)
+
+    def decode_word(match: re.Match[str]) -> str:
+        charset = match.group(1).split("*", 1)[0]
+        encoding, payload = match.group(2).upper(), match.group(3)
+        try:
+            if encoding == "B":
+                raw = base64.b64decode(payload + "=" * (-len(payload) % 4))
+            else:
+                raw = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+        except (binascii.Error, ValueError):
+            return match.group(0)
+        try:
+            codecs.lookup(charset)
+        except (LookupError, ValueError):
+            charset = "utf-8"
+        return _decode_bytes(raw, charset) if charset else raw.decode("utf-8", "replace")
+
+    return _ENCODED_WORD.sub(decode_word, value)
+
+
+@dataclass(frozen=True)
+class Address:
+    """A person's display name and mail address (lower-cased domain and local part)."""
+
+    name: str
+    addr: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.addr}>" if self.name else self.addr
+
+
+def address_of(value: str | None) -> Address | None:
+    """The first usable address in a From/Reply-To style header, or None."""
+    if not value:
+        return None
+    found = addresses_of(value)
+    return found[0] if found else None
+
+
+def addresses_of(value: str | None) -> list[Address]:
+    """Every usable address in an address-list header (To, Cc), in order."""
+    if not value:
+        return []
+    unfolded = _WHITESPACE.sub(" ", value.replace("\x00", ""))
+    result = []
+    for name, addr in getaddresses([unfolded]) if "," in unfolded else [parseaddr(unfolded)]:
+        addr = text_of(addr).strip().lower()
+        if len(addr) > MAX_ADDRESS_LENGTH or not _ADDRESS.match(addr):
+            continue
+        result.append(Address(text_of(name).strip(' "'), addr))
+    return result
+
+
+def message_id_of(value: str | None) -> str | None:
+    """The `<id>` in a Message-ID header, or None when there is no usable one."""
+    if not value:
+        return None
+    value = value.replace("\x00", "")
+    match = _MSGID.search(value)
+    if match:
+        msgid = f"<{match.group(1)}>"
+    else:
+        token = value.strip()
+        if not token or _WHITESPACE.search(token) or "<" in token or ">" in token:
+            return None
+        msgid = f"<{token}>"
+    if len(msgid) > MAX_MSGID_LENGTH or not msgid.isascii() or not msgid.isprintable():
+        return None
+    return msgid
+
+
+def message_ids_in(value: str | None) -> tuple[str, ...]:
+    """All `<id>` tokens of a References or In-Reply-To header, in header order."""
+    if not value:
+        return ()
+    ids = []
+    for match in _MSGID.finditer(value.replace("\x00", "")):
+        msgid = f"<{match.group(1)}>"
+        if len(msgid) <= MAX_MSGID_LENGTH and msgid.isascii() and msgid.isprintable() and msgid not in ids:
+            ids.append(msgid)
+    return tuple(ids)
+
+
+def date_of(value: str | None) -> datetime | None:
+    """The Date header as an aware UTC datetime, or None when it cannot be read."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(text_of(value))
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return None

@@ -1,0 +1,463 @@
+"""Keep every mail, series and reference in one SQLite file; the only module that speaks SQL.
+
+The schema is versioned: MIGRATIONS[n] takes a database from version n to n+1, and opening
+a store applies whatever is missing, in one transaction each.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from patchbot.mail.diff import FileChange
+from patchbot.mail.trailers import Trailer
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: mails, series, their patches, and every Message-ID seen in a series' thread.
+    """
+    CREATE TABLE mails (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        synthetic_id INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        origin TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'new',      -- new | filed | rejected | failed
+        reason TEXT,                             -- why rejected or failed
+        kind TEXT,                               -- patch | cover | pull | reply | other
+        kind_rule TEXT,
+        subject TEXT,
+        title TEXT,
+        sender TEXT,
+        sender_name TEXT,
+        date TEXT,
+        version INTEGER,
+        counter INTEGER,
+        total INTEGER,
+        in_reply_to TEXT,
+        details TEXT,                            -- JSON: files, trailers, pull_url, has_diff
+        series_id INTEGER REFERENCES series(id)
+    );
+    CREATE INDEX mails_status ON mails(status);
+    CREATE INDEX mails_series ON mails(series_id);
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        normalised_title TEXT NOT NULL,
+        author TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        total INTEGER,
+        cover_mail_id INTEGER REFERENCES mails(id),
+        date TEXT NOT NULL,
+        supersedes_id INTEGER REFERENCES series(id),
+        obsolete INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX series_author ON series(author, version);
+    CREATE TABLE series_patches (
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        number INTEGER NOT NULL,
+        mail_id INTEGER NOT NULL REFERENCES mails(id),
+        inherited INTEGER NOT NULL DEFAULT 0,   -- carried over from the version re-rolled
+        PRIMARY KEY (series_id, number)
+    );
+    CREATE TABLE thread_refs (
+        message_id TEXT PRIMARY KEY,
+        series_id INTEGER NOT NULL REFERENCES series(id)
+    );
+    """,
+)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is not one of ours."""
+
+
+@dataclass(frozen=True)
+class NewMail:
+    """A stored mail not yet parsed and filed."""
+
+    id: int
+    message_id: str
+    raw: bytes
+    origin: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class MailFacts:
+    """What parsing found out about a mail, as the store keeps it."""
+
+    kind: str
+    kind_rule: str
+    subject: str
+    title: str
+    sender: str
+    sender_name: str
+    date: datetime | None
+    version: int | None
+    counter: int | None
+    total: int | None
+    in_reply_to: str | None
+    has_diff: bool
+    files: tuple[FileChange, ...]
+    trailers: tuple[Trailer, ...]
+    pull_url: str | None
+
+
+@dataclass(frozen=True)
+class MailRecord:
+    id: int
+    message_id: str
+    synthetic_id: bool
+    origin: str
+    received_at: datetime
+    status: str
+    reason: str | None
+    facts: MailFacts | None
+    series_id: int | None
+
+
+@dataclass(frozen=True)
+class PatchSlot:
+    number: int
+    mail_id: int
+    message_id: str
+    subject: str
+    title: str
+    inherited: bool
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    id: int
+    title: str
+    normalised_title: str
+    author: str
+    author_name: str
+    version: int
+    total: int | None
+    cover_mail_id: int | None
+    cover_message_id: str | None
+    date: datetime
+    supersedes_id: int | None
+    obsolete: bool
+    patches: tuple[PatchSlot, ...]
+
+    @property
+    def received(self) -> tuple[int, ...]:
+        return tuple(slot.number for slot in self.patches)
+
+    @property
+    def complete(self) -> bool:
+        return self.total is not None and self.received == tuple(range(1, self.total + 1))
+
+    def slot(self, number: int) -> PatchSlot | None:
+        return next((slot for slot in self.patches if slot.number == number), None)
+
+
+def default_db_path() -> Path:
+    """$XDG_DATA_HOME/patchbot/patchbot.db, else ~/.local/share/patchbot/patchbot.db."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "patchbot" / "patchbot.db"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat() if moment else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class Store:
+    """One SQLite database file; methods are named for what they mean, not the SQL they run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit survives power loss, so "stored" means stored when we answer.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(f"cannot open the database {self.path}: {error}") from error
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this patchbot knows "
+                f"({len(MIGRATIONS)}); upgrade patchbot"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: committed together, or none. A nested one is a savepoint: its
+        failure undoes only its own writes and leaves the outer transaction going."""
+        if self._depth:
+            name = f"nested{self._depth}"
+            self._db.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {name}")
+                raise
+            finally:
+                self._db.execute(f"RELEASE {name}")
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- mails ----------------------------------------------------------------------------
+
+    def has_mail(self, message_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM mails WHERE message_id = ?", (message_id,)).fetchone() is not None
+
+    def add_mail(self, message_id: str, synthetic_id: bool, raw: bytes, origin: str) -> int | None:
+        """Keep a mail's bytes; None when a mail with this Message-ID is already kept."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO mails (message_id, synthetic_id, raw, origin, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (message_id, int(synthetic_id), raw, origin, _iso(datetime.now(timezone.utc))),
+        )
+        return cursor.lastrowid if cursor.rowcount else None
+
+    def new_mails(self) -> list[NewMail]:
+        """Mails kept but not yet filed, oldest first (what a crash left half done)."""
+        rows = self._db.execute(
+            "SELECT id, message_id, raw, origin, received_at FROM mails WHERE status = 'new' ORDER BY id"
+        ).fetchall()
+        return [NewMail(row[0], row[1], row[2], row[3], _moment(row[4])) for row in rows]
+
+    def record_facts(self, mail_id: int, facts: MailFacts) -> None:
+        details = {
+            "has_diff": facts.has_diff,
+            "pull_url": facts.pull_url,
+            "files": [vars(change) for change in facts.files],
+            "trailers": [[trailer.name, trailer.value] for trailer in facts.trailers],
+        }
+        self._db.execute(
+            "UPDATE mails SET status = 'filed', kind = ?, kind_rule = ?, subject = ?, title = ?,"
+            " sender = ?, sender_name = ?, date = ?, version = ?, counter = ?, total = ?,"
+            " in_reply_to = ?, details = ? WHERE id = ?",
+            (
+                facts.kind, facts.kind_rule, facts.subject, facts.title, facts.sender,
+                facts.sender_name, _iso(facts.date), facts.version, facts.counter, facts.total,
+                facts.in_reply_to, json.dumps(details), mail_id,
+            ),
+        )
+
+    def reclassify(self, mail_id: int, kind: str, kind_rule: str) -> None:
+        self._db.execute("UPDATE mails SET kind = ?, kind_rule = ? WHERE id = ?", (kind, kind_rule, mail_id))
+
+    def reject_mail(self, mail_id: int, status: str, reason: str) -> None:
+        """Mark a kept mail as rejected (bad input) or failed (our own error), with the reason."""
+        self._db.execute("UPDATE mails SET status = ?, reason = ? WHERE id = ?", (status, reason, mail_id))
+
+    def attach_to_series(self, mail_id: int, series_id: int) -> None:
+        self._db.execute("UPDATE mails SET series_id = ? WHERE id = ?", (series_id, mail_id))
+
+    def mail(self, message_id: str) -> MailRecord | None:
+        row = self._db.execute(f"SELECT {_MAIL_COLUMNS} FROM mails WHERE message_id = ?", (message_id,)).fetchone()
+        return _mail_record(row) if row else None
+
+    def mail_by_id(self, mail_id: int) -> MailRecord:
+        return _mail_record(self._db.execute(f"SELECT {_MAIL_COLUMNS} FROM mails WHERE id = ?", (mail_id,)).fetchone())
+
+    def raw_mail(self, mail_id: int) -> bytes:
+        return self._db.execute("SELECT raw FROM mails WHERE id = ?", (mail_id,)).fetchone()[0]
+
+    def count_mails(self) -> dict[str, int]:
+        """How many mails per kind, and per status for those not filed."""
+        counts: dict[str, int] = {}
+        for kind, status, number in self._db.execute(
+            "SELECT kind, status, count(*) FROM mails GROUP BY kind, status"
+        ):
+            key = kind if status == "filed" else status
+            counts[key] = counts.get(key, 0) + number
+        return counts
+
+    # -- series ---------------------------------------------------------------------------
+
+    def add_series(
+        self, *, title: str, normalised_title: str, author: str, author_name: str,
+        version: int, total: int | None, date: datetime,
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO series (title, normalised_title, author, author_name, version, total, date)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (title, normalised_title, author, author_name, version, total, _iso(date)),
+        )
+        return cursor.lastrowid
+
+    def update_series(
+        self, series_id: int, *, title: str | None = None, normalised_title: str | None = None,
+        total: int | None = None, date: datetime | None = None, cover_mail_id: int | None = None,
+    ) -> None:
+        """Set the given fields (None leaves a field as it is)."""
+        self._db.execute(
+            "UPDATE series SET title = coalesce(?, title), normalised_title = coalesce(?, normalised_title),"
+            " total = coalesce(?, total), date = min(date, coalesce(?, date)),"
+            " cover_mail_id = coalesce(?, cover_mail_id) WHERE id = ?",
+            (title, normalised_title, total, _iso(date), cover_mail_id, series_id),
+        )
+
+    def put_patch(self, series_id: int, number: int, mail_id: int, inherited: bool = False) -> None:
+        """Place a mail as patch `number` of a series, replacing an inherited one."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO series_patches (series_id, number, mail_id, inherited) VALUES (?, ?, ?, ?)",
+            (series_id, number, mail_id, int(inherited)),
+        )
+
+    def link_versions(self, series_id: int, supersedes_id: int) -> None:
+        """Record that a series re-rolls another; the older one (and its ancestors) are obsolete."""
+        self._db.execute("UPDATE series SET supersedes_id = ? WHERE id = ?", (supersedes_id, series_id))
+        self._db.execute(
+            "WITH RECURSIVE older(id) AS (SELECT ? UNION SELECT s.supersedes_id FROM series s"
+            " JOIN older ON s.id = older.id WHERE s.supersedes_id IS NOT NULL)"
+            " UPDATE series SET obsolete = 1 WHERE id IN (SELECT id FROM older)",
+            (supersedes_id,),
+        )
+
+    def remember_thread_ids(self, series_id: int, message_ids: Sequence[str]) -> None:
+        """Note ids seen in a series' thread; an id keeps the first series it was seen with."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO thread_refs (message_id, series_id) VALUES (?, ?)",
+            [(message_id, series_id) for message_id in message_ids],
+        )
+
+    def series_by_thread(self, message_ids: Sequence[str]) -> SeriesRecord | None:
+        """The series of the first of these ids (closest first) that a series' thread holds."""
+        for message_id in message_ids:
+            row = self._db.execute("SELECT series_id FROM thread_refs WHERE message_id = ?", (message_id,)).fetchone()
+            if row:
+                return self.series(row[0])
+        return None
+
+    def series(self, series_id: int) -> SeriesRecord | None:
+        row = self._db.execute(f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.id = ?", (series_id,)).fetchone()
+        return self._series_record(row) if row else None
+
+    def all_series(self) -> list[SeriesRecord]:
+        rows = self._db.execute(f"SELECT {_SERIES_COLUMNS} FROM series s ORDER BY s.id").fetchall()
+        return [self._series_record(row) for row in rows]
+
+    def recent_series_of(self, author: str, version: int, total: int, since: datetime, until: datetime) -> list[SeriesRecord]:
+        """Series by one author, version and total, dated within [since, until], newest first."""
+        rows = self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.author = ? AND s.version = ? AND s.total = ?"
+            " AND s.date BETWEEN ? AND ? ORDER BY s.id DESC",
+            (author, version, total, _iso(since), _iso(until)),
+        ).fetchall()
+        return [self._series_record(row) for row in rows]
+
+    def rerolls_of(self, series_id: int, version: int, author: str) -> list[SeriesRecord]:
+        rows = self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.supersedes_id = ? AND s.version = ? AND s.author = ?"
+            " ORDER BY s.id DESC",
+            (series_id, version, author),
+        ).fetchall()
+        return [self._series_record(row) for row in rows]
+
+    def earlier_versions(self, author: str, normalised_title: str, below_version: int, exclude_id: int) -> list[SeriesRecord]:
+        """Series with the same author and title and a lower version, newest version first."""
+        rows = self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.author = ? AND s.normalised_title = ?"
+            " AND s.version < ? AND s.id != ? ORDER BY s.version DESC, s.id DESC",
+            (author, normalised_title, below_version, exclude_id),
+        ).fetchall()
+        return [self._series_record(row) for row in rows]
+
+    def series_of_mail(self, message_id: str) -> SeriesRecord | None:
+        """The series holding this mail as its cover or one of its own (not inherited) patches."""
+        row = self._db.execute(
+            "SELECT s.id FROM series s JOIN mails m ON m.id = s.cover_mail_id WHERE m.message_id = ?"
+            " UNION SELECT p.series_id FROM series_patches p JOIN mails m ON m.id = p.mail_id"
+            " WHERE m.message_id = ? AND p.inherited = 0",
+            (message_id, message_id),
+        ).fetchone()
+        return self.series(row[0]) if row else None
+
+    def _series_record(self, row: tuple) -> SeriesRecord:
+        slots = self._db.execute(
+            "SELECT p.number, p.mail_id, m.message_id, m.subject, m.title, p.inherited"
+            " FROM series_patches p JOIN mails m ON m.id = p.mail_id WHERE p.series_id = ? ORDER BY p.number",
+            (row[0],),
+        ).fetchall()
+        return SeriesRecord(
+            id=row[0], title=row[1], normalised_title=row[2], author=row[3], author_name=row[4],
+            version=row[5], total=row[6], cover_mail_id=row[7], cover_message_id=row[8],
+            date=_moment(row[9]), supersedes_id=row[10], obsolete=bool(row[11]),
+            patches=tuple(PatchSlot(s[0], s[1], s[2], s[3] or "", s[4] or "", bool(s[5])) for s in slots),
+        )
+
+
+_MAIL_COLUMNS = (
+    "id, message_id, synthetic_id, origin, received_at, status, reason, kind, kind_rule, subject,"
+    " title, sender, sender_name, date, version, counter, total, in_reply_to, details, series_id"
+)
+_SERIES_COLUMNS = (
+    "s.id, s.title, s.normalised_title, s.author, s.author_name, s.version, s.total, s.cover_mail_id,"
+    " (SELECT message_id FROM mails WHERE id = s.cover_mail_id), s.date, s.supersedes_id, s.obsolete"
+)
+
+
+def _mail_record(row: tuple) -> MailRecord:
+    facts = None
+    if row[7] is not None:
+        details = json.loads(row[18] or "{}")
+        facts = MailFacts(
+            kind=row[7], kind_rule=row[8], subject=row[9], title=row[10], sender=row[11],
+            sender_name=row[12], date=_moment(row[13]), version=row[14], counter=row[15],
+            total=row[16], in_reply_to=row[17], has_diff=details.get("has_diff", False),
+            files=tuple(FileChange(**change) for change in details.get("files", [])),
+            trailers=tuple(Trailer(name, value) for name, value in details.get("trailers", [])),
+            pull_url=details.get("pull_url"),
+        )
+    return MailRecord(
+        id=row[0], message_id=row[1], synthetic_id=bool(row[2]), origin=row[3],
+        received_at=_moment(row[4]), status=row[5], reason=row[6], facts=facts, series_id=row[19],
+    )
