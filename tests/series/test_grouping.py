@@ -6,7 +6,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
-from conftest import START, Mail, deliver
+from gitmail import START, Mail, deliver
 
 from patchbot.intake import Status
 

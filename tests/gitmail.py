@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
 from patchbot.intake import take_in
 from patchbot.sources import RawMail
 from patchbot.store import Store
@@ -58,6 +56,13 @@ class PatchRepo:
         self.base = self._git("rev-parse", "HEAD").strip()
         self.serial = 0
 
+    def commit_on_master(self, name: str, text: str, message: str) -> str:
+        """Move master on (as upstream does while a series waits); returns the new commit."""
+        self._git("checkout", "-q", "master")
+        self.serial += 1
+        self._commit(name, text, message, when=self.serial * 100)
+        return self._git("rev-parse", "HEAD").strip()
+
     def _git(self, *args: str, env: dict | None = None) -> str:
         return subprocess.run(
             ["git", *args], cwd=self.path, env={**GIT_ENV, **(env or {})},
@@ -74,14 +79,23 @@ class PatchRepo:
     def series(
         self, titles: list[str], *, cover: str | None = None, version: int = 1, thread: str | None = "shallow",
         in_reply_to: str | None = None, sender_date: datetime = START, extra_cover_lines: str = "",
+        files: list[tuple[str, str]] | None = None, on_top_of: str | None = None,
     ) -> list[Mail]:
-        """Commit one change per title on a fresh branch and format them as git send-email would send them."""
+        """Commit one change per title on a fresh branch and format them as git send-email would send them.
+
+        Each commit adds a new PHP file, or writes `files[i]` (path, content) when given. The
+        branch starts at the first commit, or at `on_top_of` (the branch of an earlier series).
+        """
         self.serial += 1
         branch = f"topic{self.serial}"
-        self._git("checkout", "-q", "-b", branch, self.base)
+        start = on_top_of or self.base
+        self._git("checkout", "-q", "-b", branch, start)
         for index, title in enumerate(titles):
-            self._commit(f"web/file{self.serial}_{index}.php", f"<?php // {title} v{version}\n", f"{title}\n\nSigned-off-by: Jane Doe <jane@example.org>", when=self.serial * 100 + index)
-        args = ["format-patch", "--stdout", f"{self.base}..{branch}", f"--reroll-count={version}"]
+            name, text = files[index] if files else (f"web/file{self.serial}_{index}.php", f"<?php // {title} v{version}\n")
+            self._commit(name, text, f"{title}\n\nSigned-off-by: Jane Doe <jane@example.org>", when=self.serial * 100 + index)
+        args = ["format-patch", "--stdout", f"{start}..{branch}"]
+        if version > 1:
+            args.append(f"--reroll-count={version}")
         if len(titles) > 1 or cover:
             args.append("--numbered")
         args.append(f"--thread={thread}" if thread else "--no-thread")
@@ -91,6 +105,7 @@ class PatchRepo:
             args.append(f"--in-reply-to={in_reply_to}")
         mails = _split_format_patch(self._git(*args))
         self._git("checkout", "-q", "master")
+        self.last_branch = branch
         return send_email_like(mails, sender_date, cover, extra_cover_lines, tag=f"s{self.serial}v{version}")
 
 
@@ -126,20 +141,6 @@ def send_email_like(mails: list[Mail], start: datetime, cover: str | None, extra
             mail.body = mail.body.replace("*** BLURB HERE ***", f"This series does {cover}.\n{extra_cover_lines}")
         mail.set("To", "aur-dev@lists.archlinux.org")
     return mails
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> PatchRepo:
-    path = tmp_path / "repo"
-    path.mkdir()
-    return PatchRepo(path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(tmp_path / "patchbot.db")
-    yield store
-    store.close()
 
 
 def deliver(store: Store, mails: list[Mail]) -> list:

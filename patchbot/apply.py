@@ -1,0 +1,213 @@
+"""Apply a series to a fresh worktree of a repository mirror, one patch at a time.
+
+One bare mirror per repository, fetched when a needed ref is missing or stale; one
+`git worktree add --detach` per run at the chosen base; `git am -3` for each patch so that
+authorship is kept and the patch that fails is known. Worktrees are removed when the run
+is over, and leftovers of a crash when the next run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Commits made by `git am` carry the author of the mail; the committer is patchbot.
+GIT_IDENTITY = ("-c", "user.name=patchbot", "-c", "user.email=patchbot@localhost")
+GIT_TIMEOUT_S = 600
+
+
+class GitError(Exception):
+    """A git command that must work (clone, fetch, worktree) did not: an infrastructure failure."""
+
+
+@dataclass(frozen=True)
+class PatchMail:
+    """One patch of a series, as git am will read it."""
+
+    number: int
+    total: int
+    subject: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class BaseChoice:
+    """Where a series is applied, and why there (the reply says which rule chose it)."""
+
+    ref: str  # a branch name or a commit id
+    reason: str  # e.g. "base-commit: 1a2b3c4 from the series", "default branch master"
+    branch: str  # the branch the base is compared with (is it behind its tip?)
+    prerequisites: tuple[PatchMail, ...] = ()  # another series applied first (Based-on:)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    path: str
+    line: int | None  # where the hunk that failed starts in the base file, when git says
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The result of applying a series: a worktree at the series' head, or where it failed."""
+
+    ok: bool
+    base: BaseChoice
+    base_commit: str
+    worktree: Path | None  # present while the run uses it; None when applying failed
+    head: str | None
+    failed_patch: int | None = None  # 1-based number of the patch that did not apply
+    failed_total: int | None = None
+    failed_subject: str | None = None
+    conflicts: tuple[Conflict, ...] = ()
+    base_behind_tip: int = 0  # commits on the branch since the base (0: the base is its tip)
+    prerequisite_failed: bool = False
+    detail: str = ""  # what git said, trimmed
+
+
+def git(*args: str, cwd: Path | None = None, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=cwd, input=stdin, capture_output=True, timeout=GIT_TIMEOUT_S,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tempfile.gettempdir(), "GIT_CONFIG_NOSYSTEM": "1",
+             "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+    )
+    if check and result.returncode != 0:
+        raise GitError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+    return result
+
+
+def mirror_path(mirrors_dir: Path, url: str) -> Path:
+    """Where the mirror of a repository lives: a readable name plus a hash of the URL."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+    return mirrors_dir / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
+
+
+def ensure_mirror(url: str, mirrors_dir: Path) -> Path:
+    """A bare mirror of `url`, cloned on first use."""
+    path = mirror_path(mirrors_dir, url)
+    if not (path / "HEAD").exists():
+        mirrors_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        log.info("cloning %s into %s", url, path)
+        git("clone", "--mirror", "--quiet", url, str(partial))
+        partial.rename(path)
+    return path
+
+
+def fetch(mirror: Path) -> None:
+    log.info("fetching %s", mirror)
+    git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
+
+
+def resolve(mirror: Path, ref: str) -> str | None:
+    """The commit a branch, tag or (abbreviated) id names in the mirror, or None."""
+    result = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=mirror, check=False)
+    return result.stdout.decode().strip() or None if result.returncode == 0 else None
+
+
+def resolve_fetching(mirror: Path, ref: str, refresh: bool) -> str | None:
+    """Resolve a ref, fetching first when asked (branches move) or when it is unknown."""
+    if refresh:
+        fetch(mirror)
+    commit = resolve(mirror, ref)
+    if commit is None and not refresh:
+        fetch(mirror)
+        commit = resolve(mirror, ref)
+    return commit
+
+
+def clean_leftover_worktrees(mirror: Path, worktrees_dir: Path) -> int:
+    """Remove worktrees a crashed run left behind; returns how many were removed."""
+    removed = 0
+    if worktrees_dir.is_dir():
+        for leftover in worktrees_dir.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+    git("worktree", "prune", cwd=mirror, check=False)
+    return removed
+
+
+def remove_worktree(mirror: Path, worktree: Path) -> None:
+    git("worktree", "remove", "--force", str(worktree), cwd=mirror, check=False)
+    shutil.rmtree(worktree, ignore_errors=True)
+    git("worktree", "prune", cwd=mirror, check=False)
+
+
+def apply_series(mirror: Path, base: BaseChoice, patches: Sequence[PatchMail], worktrees_dir: Path) -> Applied:
+    """Apply `patches` in order on `base` in a new worktree.
+
+    On success the worktree is left for the suites (the caller removes it with
+    remove_worktree); on failure it is removed here and the result names the patch.
+    """
+    base_commit = resolve(mirror, base.ref)
+    if base_commit is None:
+        raise GitError(f"the base {base.ref} is not in {mirror}")
+    worktrees_dir.mkdir(parents=True, exist_ok=True)
+    worktree = Path(tempfile.mkdtemp(prefix="run-", dir=worktrees_dir))
+    git("worktree", "add", "--detach", "--force", str(worktree), base_commit, cwd=mirror)
+    behind = _commits_behind(mirror, base_commit, base.branch)
+    for prerequisite in base.prerequisites:
+        failure = _am(worktree, prerequisite)
+        if failure is not None:
+            remove_worktree(mirror, worktree)
+            return Applied(False, base, base_commit, None, None, failed_patch=prerequisite.number,
+                           failed_total=prerequisite.total, failed_subject=prerequisite.subject,
+                           conflicts=failure[0], base_behind_tip=behind, prerequisite_failed=True, detail=failure[1])
+    for patch in patches:
+        failure = _am(worktree, patch)
+        if failure is not None:
+            remove_worktree(mirror, worktree)
+            return Applied(False, base, base_commit, None, None, failed_patch=patch.number, failed_total=patch.total,
+                           failed_subject=patch.subject, conflicts=failure[0], base_behind_tip=behind, detail=failure[1])
+    head = git("rev-parse", "HEAD", cwd=worktree).stdout.decode().strip()
+    return Applied(True, base, base_commit, worktree, head, base_behind_tip=behind)
+
+
+def _commits_behind(mirror: Path, base_commit: str, branch: str) -> int:
+    result = git("rev-list", "--count", f"{base_commit}..{branch}", cwd=mirror, check=False)
+    return int(result.stdout.decode().strip() or 0) if result.returncode == 0 else 0
+
+
+_CONFLICT = re.compile(r"^CONFLICT \([^)]*\): .*? in (\S+)$", re.MULTILINE)
+_PATCH_FAILED = re.compile(r"^error: patch failed: (.+):(\d+)$", re.MULTILINE)
+_MISSING = re.compile(r"^error: (.+): (?:does not exist in index|No such file or directory)$", re.MULTILINE)
+
+
+def _am(worktree: Path, patch: PatchMail) -> tuple[tuple[Conflict, ...], str] | None:
+    """Apply one mail; None on success, else the conflicts and git's words."""
+    mail = patch.raw.replace(b"\r\n", b"\n")  # SMTP delivers CRLF; git am wants LF
+    result = git("am", "-3", "--quiet", cwd=worktree, stdin=mail, check=False)
+    if result.returncode == 0:
+        return None
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    # Where each hunk failed: ask git apply on the untouched base, which names file and line.
+    git("am", "--abort", cwd=worktree, check=False)
+    check = git("apply", "--check", "-v", cwd=worktree, stdin=_diff_of(mail), check=False)
+    detail = output + check.stderr.decode(errors="replace")
+    conflicts: dict[tuple[str, int | None], None] = {}
+    for path, line in _PATCH_FAILED.findall(detail):
+        conflicts[(path, int(line))] = None
+    for path in _MISSING.findall(detail) + _CONFLICT.findall(detail):
+        if not any(known == path for known, _ in conflicts):
+            conflicts[(path, None)] = None
+    return tuple(Conflict(path, line) for path, line in conflicts), _trim(detail)
+
+
+def _diff_of(mail: bytes) -> bytes:
+    """The diff part of a patch mail, for git apply (which, unlike git am, wants no headers)."""
+    start = mail.find(b"\ndiff --git ")
+    return mail[start + 1:] if start >= 0 else mail
+
+
+def _trim(text: str, limit: int = 4000) -> str:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("hint:")]
+    return "\n".join(lines)[-limit:]
