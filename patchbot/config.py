@@ -1,9 +1,15 @@
-"""Read and validate the TOML configuration; every error names the key at fault."""
+"""Read and validate the TOML configuration; every error names the key at fault.
+
+One file configures one list and one repository: where the store and work files live, the
+repository and its branches, which paths belong to which stack, the suites of each stack
+and the environments they need, and the limits every suite runs within.
+"""
 
 from __future__ import annotations
 
+import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,51 +20,245 @@ class ConfigError(Exception):
     def __init__(self, key: str, message: str, path: Path | None = None):
         where = f"{path}: " if path else ""
         super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
-        self.key = key
+        self.key, self.message = key, message
+
+
+REPORT_FORMATS = ("junit", "tap", "exit-code")
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    url: str  # a URL git can clone, or a local path
+    default_branch: str = "master"
+    branches: tuple[str, ...] = ()  # the branches a maintainer may name as a base
+    tag_branches: dict[str, str] = field(default_factory=dict)  # subject tag -> branch
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """A set-up step whose result is cached under the hash of its key files."""
+
+    name: str
+    command: str
+    key_files: tuple[str, ...]
+    timeout_s: float = 900
+    network: bool = False
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    name: str
+    command: str
+    stacks: tuple[str, ...]  # run when the series touches one of these ("*" for any change)
+    workdir: str = "."
+    timeout_s: float = 600
+    format: str = "exit-code"  # junit | tap | exit-code
+    result_path: str | None = None  # the JUnit file, relative to workdir
+    requires: tuple[str, ...] = ()  # run only where these paths exist in the base tree
+    environment: str | None = None
+    always: bool = False  # run for every series, whatever it touches
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    memory_mb: int = 2048
+    processes: int = 256
+    output_kb: int = 10 * 1024
 
 
 @dataclass(frozen=True)
 class Config:
     db: Path | None = None  # None: the default under the user's data directory
+    work_dir: Path | None = None  # mirrors, worktrees, environments and logs
+    parallel: int = 2
+    path: tuple[str, ...] = ("/usr/local/bin", "/usr/bin", "/bin")  # PATH inside the sandbox
+    repository: RepositoryConfig | None = None
+    stacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shared_paths: tuple[str, ...] = ()  # belong to every stack
+    ignored_paths: tuple[str, ...] = ()  # belong to none
+    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
+    suites: dict[str, SuiteConfig] = field(default_factory=dict)
+    limits: LimitsConfig = LimitsConfig()
     source: Path | None = None
-
-
-# Each section's keys and the type each must have; anything else is a typo worth naming.
-_SCHEMA: dict[str, dict[str, type]] = {
-    "store": {"db": str},
-}
 
 
 def load_config(path: Path | None) -> Config:
     """The configuration in `path`, or the defaults when no file is given."""
     if path is None:
         return Config()
+    path = Path(path)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("", "no such file", path) from None
     except OSError as error:
         raise ConfigError("", f"cannot read it: {error.strerror}", path) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError("", f"not valid TOML: {error}", path) from None
-    _check_keys(data, path)
-    store = data.get("store", {})
-    db = Path(store["db"]).expanduser() if "db" in store else None
-    if db is not None and not db.is_absolute():
-        db = (Path(path).parent / db).resolve()  # relative to the config file, not the cwd
-    return Config(db=db, source=Path(path))
+    try:
+        return _config_from(data, path)
+    except ConfigError as error:
+        raise ConfigError(error.key, error.message, path) from None
 
 
-def _check_keys(data: dict[str, Any], path: Path) -> None:
-    for section, values in data.items():
-        if section not in _SCHEMA:
-            raise ConfigError(section, f"unknown section (known: {', '.join(sorted(_SCHEMA))})", path)
-        if not isinstance(values, dict):
-            raise ConfigError(section, "must be a table, e.g. [" + section + "]", path)
-        for key, value in values.items():
-            expected = _SCHEMA[section].get(key)
-            if expected is None:
-                known = ", ".join(sorted(_SCHEMA[section]))
-                raise ConfigError(f"{section}.{key}", f"unknown key (known in [{section}]: {known})", path)
-            if not isinstance(value, expected):
-                raise ConfigError(f"{section}.{key}", f"must be a {expected.__name__}, not {type(value).__name__}", path)
+class _Table:
+    """One TOML table being read: each key is taken once, leftovers are unknown keys."""
+
+    def __init__(self, data: Any, key: str):
+        if not isinstance(data, dict):
+            raise ConfigError(key, "must be a table")
+        self.data, self.key, self.taken = data, key, set()
+
+    def _name(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        self.taken.add(name)
+        if name not in self.data:
+            if required:
+                raise ConfigError(self._name(name), "is required")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(self._name(name), f"must be a {expected}, not {type(value).__name__}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        values = self.get(name, list, None)
+        if values is None:
+            return default
+        if not all(isinstance(value, str) for value in values):
+            raise ConfigError(self._name(name), "must be a list of strings")
+        return tuple(values)
+
+    def positive(self, name: str, kind: type, default: Any) -> Any:
+        value = self.get(name, kind, default)
+        if value <= 0:
+            raise ConfigError(self._name(name), "must be greater than 0")
+        return value
+
+    def table(self, name: str) -> "_Table":
+        self.taken.add(name)
+        return _Table(self.data.get(name, {}), self._name(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.taken)
+        if unknown:
+            known = ", ".join(sorted(self.taken)) or "none"
+            raise ConfigError(self._name(unknown[0]), f"unknown key (known here: {known})")
+
+
+def _config_from(data: dict[str, Any], path: Path) -> Config:
+    top = _Table(data, "")
+    here = path.parent
+
+    store = top.table("store")
+    db = _path(store.get("db", str), here)
+    store.done()
+
+    work = top.table("work")
+    work_dir = _path(work.get("dir", str), here)
+    parallel = work.positive("parallel", int, 2)
+    work.done()
+
+    runner = top.table("runner")
+    sandbox_path = runner.strings("path", Config.path)
+    runner.done()
+
+    repository = None
+    if "repository" in data:
+        table = top.table("repository")
+        url = table.get("url", str, required=True)
+        if "://" not in url and not url.startswith("git@"):
+            url = str(_path(url, here))
+        tags = table.table("tag_branches")
+        tag_branches = {tag: tags.get(tag, str) for tag in list(tags.data)}
+        tags.done()
+        repository = RepositoryConfig(
+            url=url, default_branch=table.get("default_branch", str, "master"),
+            branches=table.strings("branches"), tag_branches=tag_branches,
+        )
+        table.done()
+
+    stacks_table = top.table("stacks")
+    stacks = {}
+    for name in list(stacks_table.data):
+        stack = stacks_table.table(name)
+        stacks[name] = stack.strings("paths")
+        if not stacks[name]:
+            raise ConfigError(f"stacks.{name}.paths", "must list at least one path pattern")
+        stack.done()
+    stacks_table.done()
+
+    paths = top.table("paths")
+    shared, ignored = paths.strings("shared"), paths.strings("ignore")
+    paths.done()
+
+    environments_table = top.table("environments")
+    environments = {}
+    for name in list(environments_table.data):
+        table = environments_table.table(name)
+        environments[name] = EnvironmentConfig(
+            name=name, command=table.get("command", str, required=True), key_files=table.strings("key_files"),
+            timeout_s=table.positive("timeout", float, 900.0), network=table.get("network", bool, False),
+        )
+        table.done()
+    environments_table.done()
+
+    suites_table = top.table("suites")
+    suites = {}
+    for name in list(suites_table.data):
+        suites[name] = _suite(suites_table.table(name), name, stacks, environments)
+    suites_table.done()
+
+    limits_table = top.table("limits")
+    limits = LimitsConfig(
+        memory_mb=limits_table.positive("memory_mb", int, 2048),
+        processes=limits_table.positive("processes", int, 256),
+        output_kb=limits_table.positive("output_kb", int, 10 * 1024),
+    )
+    limits_table.done()
+    top.done()
+    return Config(
+        db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, repository=repository, stacks=stacks,
+        shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
+        source=path,
+    )
+
+
+def _suite(table: _Table, name: str, stacks: dict, environments: dict) -> SuiteConfig:
+    suite_stacks = table.strings("stacks")
+    for stack in suite_stacks:
+        if stack != "*" and stack not in stacks:
+            raise ConfigError(f"suites.{name}.stacks", f"names stack {stack!r}, which [stacks] does not define")
+    always = table.get("always", bool, False)
+    if not suite_stacks and not always:
+        raise ConfigError(f"suites.{name}.stacks", "must name a stack (or set always = true)")
+    report_format = table.get("format", str, "exit-code")
+    if report_format not in REPORT_FORMATS:
+        raise ConfigError(f"suites.{name}.format", f"must be one of {', '.join(REPORT_FORMATS)}")
+    result_path = table.get("result_path", str)
+    if report_format == "junit" and not result_path:
+        raise ConfigError(f"suites.{name}.result_path", "is required when format is junit")
+    environment = table.get("environment", str)
+    if environment is not None and environment not in environments:
+        raise ConfigError(f"suites.{name}.environment", f"names {environment!r}, which [environments] does not define")
+    suite = SuiteConfig(
+        name=name, command=table.get("command", str, required=True), stacks=suite_stacks,
+        workdir=table.get("workdir", str, "."), timeout_s=table.positive("timeout", float, 600.0),
+        format=report_format, result_path=result_path, requires=table.strings("requires"),
+        environment=environment, always=always,
+    )
+    table.done()
+    return suite
+
+
+def _path(value: str | None, here: Path) -> Path | None:
+    """A path from the config: ~ and $VARS expanded, relative to the config file's folder."""
+    if value is None:
+        return None
+    expanded = Path(os.path.expandvars(value)).expanduser()
+    return expanded if expanded.is_absolute() else (here / expanded).resolve()

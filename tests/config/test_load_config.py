@@ -1,0 +1,80 @@
+"""Configuration: validated at start, every error naming its key."""
+
+from __future__ import annotations
+
+import pytest
+
+from patchbot.config import ConfigError, load_config
+
+GOOD = """
+[store]
+db = "state/patchbot.db"
+[work]
+dir = "work"
+parallel = 3
+[repository]
+url = "https://example.org/aurweb.git"
+default_branch = "master"
+branches = ["master", "pu"]
+[repository.tag_branches]
+pu = "pu"
+[stacks.php]
+paths = ["web/**", "**/*.php"]
+[stacks.python]
+paths = ["aurweb/**"]
+[paths]
+shared = ["schema/**"]
+ignore = ["doc/**"]
+[environments.venv]
+command = "python3 -m venv $PATCHBOT_ENV"
+key_files = ["requirements.txt"]
+[suites.python]
+stacks = ["python"]
+command = "pytest --junitxml=report.xml"
+format = "junit"
+result_path = "report.xml"
+timeout = 120
+environment = "venv"
+[limits]
+memory_mb = 1024
+"""
+
+
+def load(tmp_path, text):
+    path = tmp_path / "patchbot.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_a_full_config_loads(tmp_path):
+    config = load(tmp_path, GOOD)
+    assert config.db == tmp_path / "state" / "patchbot.db"
+    assert config.work_dir == tmp_path / "work" and config.parallel == 3
+    assert config.repository.tag_branches == {"pu": "pu"} and config.repository.branches == ("master", "pu")
+    assert config.stacks["php"] == ("web/**", "**/*.php")
+    assert config.suites["python"].timeout_s == 120.0 and config.suites["python"].environment == "venv"
+    assert config.limits.memory_mb == 1024 and config.limits.processes == 256
+
+
+@pytest.mark.parametrize("change, key", [
+    (("parallel = 3", "parallel = 0"), "work.parallel"),
+    (("parallel = 3", "paralel = 3"), "work.paralel"),
+    (('format = "junit"', 'format = "xml"'), "suites.python.format"),
+    (('result_path = "report.xml"', ""), "suites.python.result_path"),
+    (('environment = "venv"', 'environment = "conda"'), "suites.python.environment"),
+    (('stacks = ["python"]', 'stacks = ["ruby"]'), "suites.python.stacks"),
+    (("timeout = 120", 'timeout = "2m"'), "suites.python.timeout"),
+    (('url = "https://example.org/aurweb.git"', ""), "repository.url"),
+    (("memory_mb = 1024", "memory = 1024"), "limits.memory"),
+    (('[paths]', '[pathz]'), "pathz"),
+])
+def test_errors_name_the_key(tmp_path, change, key):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, GOOD.replace(*change))
+    assert raised.value.key == key
+    assert f": {key}: " in str(raised.value)
+
+
+def test_not_toml_is_reported_with_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(tmp_path, "[store\n")
