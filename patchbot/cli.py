@@ -11,13 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from patchbot import __version__
-from patchbot.config import ConfigError, load_config
+from patchbot.apply import GitError
+from patchbot.config import Config, ConfigError, load_config
+from patchbot.sandbox import sandbox_available
 from patchbot.intake import IngestSummary, ingest
 from patchbot.show import (
-    ingest_summary_text, mail_object, mail_text, series_list_text, series_object, series_text,
+    ingest_summary_text, mail_object, mail_text, series_list_text, series_object, series_text, test_run_text,
 )
 from patchbot.sources.files import source_for
 from patchbot.store import Store, StoreError, default_db_path
+from patchbot.testrun import TestRunError, clean_up_after_crash, test_series, work_dir
 
 log = logging.getLogger("patchbot")
 
@@ -41,6 +44,14 @@ exit codes:
 
 class NotFound(Exception):
     pass
+
+
+def secrets_of(config: Config, database: Path) -> tuple[Path, ...]:
+    """What code from a patch must never see: the config, the database and its journals."""
+    paths = [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
+    if config.source is not None:
+        paths.append(config.source.resolve())
+    return tuple(path for path in paths if path.exists())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     series_show.add_argument("--json", action="store_true", help="print JSON")
     series_show.set_defaults(run=cmd_series_show)
 
+    test_parser = commands.add_parser(
+        "test", help="apply a stored series and run the suites of the stacks it touches",
+        description="Apply the series (cover letter left out) on its base in a fresh worktree of the "
+        "repository's mirror, run the suites of every stack it touches in a sandbox, run the same "
+        "suites on the base (once per base commit), and report new and pre-existing failures. "
+        "The base is, in order: --base, Based-on:, base-commit:, a subject tag mapped in "
+        "[repository.tag_branches], the default branch. The result is stored (see series show).",
+    )
+    test_parser.add_argument("series_id", type=int, metavar="SERIES_ID")
+    test_parser.add_argument("--base", metavar="REF", help="test on this branch, tag or commit instead")
+    test_parser.add_argument("--repo", metavar="PATH", help="the repository (URL or path), instead of [repository] url")
+    test_parser.add_argument("--json", action="store_true", help="print JSON")
+    test_parser.set_defaults(run=cmd_test)
+
     message_parser = commands.add_parser("message", help="show what patchbot made of one mail")
     message_commands = message_parser.add_subparsers(dest="message_command", metavar="ACTION", required=True)
     message_show = message_commands.add_parser(
@@ -101,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    config = load_config(args.config)
-    return Store(args.db or config.db or default_db_path())
+    return Store(db_path(args, load_config(args.config)))
+
+
+def db_path(args: argparse.Namespace, config: Config) -> Path:
+    return args.db or config.db or default_db_path()
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -134,6 +162,27 @@ def _progress_printer(name: str, summary: IngestSummary) -> Callable[[], None]:
     return report
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    database = db_path(args, config)
+    store = Store(database)
+    work = work_dir(config, database)
+    unavailable = sandbox_available()
+    if unavailable:
+        raise TestRunError(f"the sandbox cannot run here: {unavailable}")
+    if clean_up_after_crash(config, work, args.repo):
+        log.info("test: removed worktrees left by an earlier crash")
+    log.info("test: series %d", args.series_id)
+    run = test_series(store, config, args.series_id, work=work, hidden=secrets_of(config, database),
+                      base_ref=args.base, repository_url=args.repo)
+    summary = run.summary()
+    if args.json:
+        _print_json(summary)
+    else:
+        sys.stdout.write(test_run_text(summary))
+    return EXIT_OK
+
+
 def cmd_series_list(args: argparse.Namespace) -> int:
     all_series = open_store(args).all_series()
     if args.json:
@@ -144,13 +193,17 @@ def cmd_series_list(args: argparse.Namespace) -> int:
 
 
 def cmd_series_show(args: argparse.Namespace) -> int:
-    series = open_store(args).series(args.series_id)
+    store = open_store(args)
+    series = store.series(args.series_id)
     if series is None:
         raise NotFound(f"no series {args.series_id} (see: patchbot series list)")
+    latest = store.latest_test_run(series.id)
     if args.json:
-        _print_json(series_object(series))
+        _print_json({**series_object(series), "last_test": latest.summary if latest else None})
     else:
         sys.stdout.write(series_text(series))
+        if latest:
+            sys.stdout.write("---\nLast test, " + latest.finished_at.isoformat() + ":\n" + test_run_text(latest.summary))
     return EXIT_OK
 
 
@@ -183,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration: %s", error)
         return EXIT_CONFIG
     except StoreError as error:
+        log.error("%s", error)
+        return EXIT_FAILURE
+    except (TestRunError, GitError) as error:
         log.error("%s", error)
         return EXIT_FAILURE
     except NotFound as error:

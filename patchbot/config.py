@@ -72,6 +72,7 @@ class Config:
     work_dir: Path | None = None  # mirrors, worktrees, environments and logs
     parallel: int = 2
     path: tuple[str, ...] = ("/usr/local/bin", "/usr/bin", "/bin")  # PATH inside the sandbox
+    expose: tuple[Path, ...] = ()  # read-only inside the sandbox even where homes are hidden
     repository: RepositoryConfig | None = None
     stacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     shared_paths: tuple[str, ...] = ()  # belong to every stack
@@ -166,6 +167,7 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
 
     runner = top.table("runner")
     sandbox_path = runner.strings("path", Config.path)
+    expose = tuple(_path(value, here) for value in runner.strings("expose"))
     runner.done()
 
     repository = None
@@ -223,7 +225,7 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     limits_table.done()
     top.done()
     return Config(
-        db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, repository=repository, stacks=stacks,
+        db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, expose=expose, repository=repository, stacks=stacks,
         shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
         source=path,
     )

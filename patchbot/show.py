@@ -114,3 +114,8 @@ def ingest_summary_text(summary: IngestSummary) -> str:
         rejected=sum(summary.rejected.values()), reasons=sorted(summary.rejected.items()),
         failed=summary.failed, unreadable=summary.unreadable,
     )
+
+
+def test_run_text(summary: dict) -> str:
+    """A stored or fresh test run (the `patchbot test --json` object) as text."""
+    return render("cli/test-run.txt", run=summary)

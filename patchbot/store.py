@@ -16,6 +16,8 @@ from pathlib import Path
 
 from patchbot.mail.diff import FileChange
 from patchbot.mail.trailers import Trailer
+from patchbot.results import SuiteResult
+from patchbot.testreports import Outcome, TestCase, TestReport
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: mails, series, their patches, and every Message-ID seen in a series' thread.
@@ -69,6 +71,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE thread_refs (
         message_id TEXT PRIMARY KEY,
         series_id INTEGER NOT NULL REFERENCES series(id)
+    );
+    """,
+    # 1 -> 2: test runs of series, and suite results at base commits (reused across series).
+    """
+    CREATE TABLE test_runs (
+        id INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        summary TEXT NOT NULL,                   -- JSON: what `patchbot test --json` prints
+        tip_results TEXT NOT NULL                -- JSON: per-suite results at the series' head
+    );
+    CREATE INDEX test_runs_series ON test_runs(series_id);
+    CREATE TABLE base_results (
+        base_commit TEXT NOT NULL,
+        suite TEXT NOT NULL,
+        suite_key TEXT NOT NULL,                 -- hash of the suite's configuration
+        result TEXT NOT NULL,                    -- JSON: one suite result
+        PRIMARY KEY (base_commit, suite, suite_key)
     );
     """,
 )
@@ -433,6 +454,69 @@ class Store:
             date=_moment(row[9]), supersedes_id=row[10], obsolete=bool(row[11]),
             patches=tuple(PatchSlot(s[0], s[1], s[2], s[3] or "", s[4] or "", bool(s[5])) for s in slots),
         )
+
+
+    # -- test runs --------------------------------------------------------------------------
+
+    def add_test_run(self, series_id: int, started_at: datetime, summary: dict, tip: Sequence[SuiteResult]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO test_runs (series_id, started_at, finished_at, summary, tip_results) VALUES (?, ?, ?, ?, ?)",
+            (series_id, _iso(started_at), _iso(datetime.now(timezone.utc)), json.dumps(summary),
+             json.dumps([_result_json(result) for result in tip])),
+        )
+        return cursor.lastrowid
+
+    def latest_test_run(self, series_id: int) -> StoredTestRun | None:
+        row = self._db.execute(
+            "SELECT id, series_id, started_at, finished_at, summary, tip_results FROM test_runs"
+            " WHERE series_id = ? ORDER BY id DESC LIMIT 1",
+            (series_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredTestRun(
+            id=row[0], series_id=row[1], started_at=_moment(row[2]), finished_at=_moment(row[3]),
+            summary=json.loads(row[4]), tip=tuple(_result_from(item) for item in json.loads(row[5])),
+        )
+
+    def base_result(self, base_commit: str, suite: str, suite_key: str) -> SuiteResult | None:
+        row = self._db.execute(
+            "SELECT result FROM base_results WHERE base_commit = ? AND suite = ? AND suite_key = ?",
+            (base_commit, suite, suite_key),
+        ).fetchone()
+        return _result_from(json.loads(row[0])) if row else None
+
+    def keep_base_result(self, base_commit: str, suite_key: str, result: SuiteResult) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO base_results (base_commit, suite, suite_key, result) VALUES (?, ?, ?, ?)",
+            (base_commit, result.suite, suite_key, json.dumps(_result_json(result))),
+        )
+
+
+@dataclass(frozen=True)
+class StoredTestRun:
+    id: int
+    series_id: int
+    started_at: datetime
+    finished_at: datetime
+    summary: dict  # the JSON object `patchbot test --json` printed
+    tip: tuple[SuiteResult, ...]
+
+
+def _result_json(result: SuiteResult) -> dict:
+    cases = None
+    if result.report is not None:
+        cases = [[case.name, case.outcome.value, case.message, case.detail] for case in result.report.cases]
+    return {"suite": result.suite, "outcome": result.outcome.value, "cases": cases,
+            "duration_s": result.duration_s, "detail": result.detail}
+
+
+def _result_from(data: dict) -> SuiteResult:
+    report = None
+    if data["cases"] is not None:
+        report = TestReport(tuple(TestCase(name, Outcome(outcome), message, detail)
+                                  for name, outcome, message, detail in data["cases"]))
+    return SuiteResult(data["suite"], Outcome(data["outcome"]), report, data["duration_s"], data["detail"])
 
 
 _MAIL_COLUMNS = (

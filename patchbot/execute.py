@@ -1,0 +1,187 @@
+"""Run a series' suites, each in its own sandbox, several at once, and read their reports.
+
+The machine's failures (a sandbox that cannot start, a suite that cannot start, a report
+that cannot be read) are INFRA_ERROR and retried once; they are never the patch's fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from patchbot.config import Config, EnvironmentConfig, SuiteConfig
+from patchbot.results import SuiteResult
+from patchbot.sandbox import Ending, Limits, SandboxResult, SandboxSpec, run_sandboxed
+from patchbot.testreports import Outcome, ReportError, TestReport, parse_junit, parse_tap
+
+log = logging.getLogger(__name__)
+
+# Exit codes of a shell that could not run the command at all: the machine's problem.
+CANNOT_START = {126: "the command is not executable", 127: "the command was not found"}
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """What every suite of one run shares."""
+
+    worktree: Path
+    config: Config
+    log_dir: Path  # each suite's whole output is kept here
+    environments: Mapping[str, Path]  # prepared environment folders by name
+    hidden_paths: tuple[Path, ...]  # the bot's own files, invisible inside the sandbox
+    label: str = "tip"  # "tip" or "base", in log file names
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    result: SuiteResult
+    log: Path | None
+    command: str
+    attempts: int
+
+
+class EnvironmentFailed(Exception):
+    """An environment set-up step failed: every suite that needs it is an infrastructure error."""
+
+
+def limits_of(config: Config, wall_seconds: float) -> Limits:
+    return Limits(
+        wall_seconds=wall_seconds,
+        memory_bytes=config.limits.memory_mb * 1024 * 1024,
+        max_processes=config.limits.processes,
+        max_output_bytes=config.limits.output_kb * 1024,
+    )
+
+
+def sandbox_env(config: Config, environment: Path | None) -> dict[str, str]:
+    """The whole environment inside: nothing of the bot's (no tokens, no passwords) leaks in."""
+    env = {"PATH": ":".join(config.path), "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "CI": "true"}
+    if environment is not None:
+        env["PATCHBOT_ENV"] = str(environment)
+    return env
+
+
+def environment_key(environment: EnvironmentConfig, worktree: Path) -> str:
+    """Hash of the set-up command and its key files: the same inputs reuse the same result."""
+    digest = hashlib.sha256(environment.command.encode())
+    for name in environment.key_files:
+        path = worktree / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
+    return digest.hexdigest()[:16]
+
+
+def prepare_environment(environment: EnvironmentConfig, workspace: Workspace, cache_dir: Path) -> Path:
+    """The environment's folder, set up once per key and reused by later runs."""
+    target = cache_dir / f"{environment.name}-{environment_key(environment, workspace.worktree)}"
+    if (target / ".patchbot-ready").is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    log.info("setting up environment %s in %s", environment.name, target)
+    result = run_sandboxed(SandboxSpec(
+        argv=("/bin/sh", "-c", environment.command), worktree=workspace.worktree, cwd=workspace.worktree,
+        env=sandbox_env(workspace.config, target), limits=limits_of(workspace.config, environment.timeout_s),
+        readonly_paths=workspace.config.expose, writable_paths=(target,), hidden_paths=workspace.hidden_paths,
+    ))
+    if result.ending is not Ending.EXITED or result.exit_code != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        tail = result.output[-2000:].decode(errors="replace")
+        raise EnvironmentFailed(f"environment {environment.name}: {result.detail or 'exit ' + str(result.exit_code)}\n{tail}")
+    (target / ".patchbot-ready").write_text("ok\n")
+    return target
+
+
+def run_suites(jobs: Sequence[tuple[SuiteConfig, Workspace]], parallel: int) -> list[SuiteRun]:
+    """Run independent suites (each in its workspace) `parallel` at a time; results in job order."""
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(max_workers=min(parallel, len(jobs))) as pool:
+        return list(pool.map(lambda job: run_suite(*job), jobs))
+
+
+def run_suite(suite: SuiteConfig, workspace: Workspace) -> SuiteRun:
+    """One suite, retried once when the machine (not the patch) failed."""
+    run = _attempt(suite, workspace, 1)
+    if run.result.outcome is Outcome.INFRA_ERROR:
+        log.warning("suite %s (%s): infrastructure failure, retrying once: %s", suite.name, workspace.label, run.result.detail)
+        run = _attempt(suite, workspace, 2)
+    return run
+
+
+def _attempt(suite: SuiteConfig, workspace: Workspace, attempt: int) -> SuiteRun:
+    environment = None
+    if suite.environment is not None:
+        environment = workspace.environments.get(suite.environment)
+        if environment is None:
+            result = SuiteResult(suite.name, Outcome.INFRA_ERROR, None, 0.0, f"environment {suite.environment} is not set up")
+            return SuiteRun(result, None, suite.command, attempt)
+    inside = workspace.worktree.resolve()
+    cwd = (workspace.worktree / suite.workdir).resolve()
+    report_path = (cwd / suite.result_path) if suite.result_path else None
+    # The tree comes from the patch: a symlinked folder must not lead the suite, or our
+    # reading of its report, outside the worktree.
+    if not cwd.is_relative_to(inside):
+        result = SuiteResult(suite.name, Outcome.FAIL, None, 0.0, f"{suite.workdir} leads outside the worktree")
+        return SuiteRun(result, None, suite.command, attempt)
+    if report_path is not None:
+        report_path.unlink(missing_ok=True)  # a stale report must not pass for this run's
+    sandboxed = run_sandboxed(SandboxSpec(
+        argv=("/bin/sh", "-c", suite.command), worktree=workspace.worktree, cwd=cwd,
+        env=sandbox_env(workspace.config, environment), limits=limits_of(workspace.config, suite.timeout_s),
+        readonly_paths=(*workspace.config.expose, *((environment,) if environment else ())),
+        hidden_paths=workspace.hidden_paths,
+    ))
+    log_path = _keep_output(workspace, suite.name, sandboxed)
+    return SuiteRun(_result_of(suite, sandboxed, report_path, inside), log_path, suite.command, attempt)
+
+
+def _keep_output(workspace: Workspace, name: str, sandboxed: SandboxResult) -> Path:
+    workspace.log_dir.mkdir(parents=True, exist_ok=True)
+    path = workspace.log_dir / f"{name}-{workspace.label}.log"
+    note = b"\n[output truncated: %d bytes in all]\n" % sandboxed.output_bytes_total if sandboxed.output_truncated else b""
+    path.write_bytes(sandboxed.output + note)
+    return path
+
+
+def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path | None, inside: Path) -> SuiteResult:
+    duration, detail = sandboxed.duration_s, sandboxed.detail
+    if sandboxed.ending is Ending.SANDBOX_ERROR:
+        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"sandbox: {detail}")
+    if sandboxed.ending is Ending.TIMEOUT:
+        return SuiteResult(suite.name, Outcome.TIMEOUT, None, duration, detail or f"killed after {suite.timeout_s:.0f} s")
+    if sandboxed.exit_code in CANNOT_START:
+        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, CANNOT_START[sandboxed.exit_code])
+    exit_note = f"exit code {sandboxed.exit_code}" if sandboxed.exit_code else ""
+    if sandboxed.ending is Ending.OUT_OF_MEMORY:
+        exit_note = detail or "ran out of memory"
+    if suite.format == "exit-code":
+        outcome = Outcome.PASS if sandboxed.exit_code == 0 else Outcome.FAIL
+        return SuiteResult(suite.name, outcome, None, duration, exit_note)
+    try:
+        report = _read_report(suite, sandboxed, report_path, inside)
+    except ReportError as error:
+        if sandboxed.exit_code != 0:
+            # No usable report and a failing exit: the suite broke before reporting.
+            return SuiteResult(suite.name, Outcome.FAIL, None, duration, f"{exit_note}; no test report: {error}")
+        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"no test report: {error}")
+    failing = report.failed > 0 or (sandboxed.exit_code != 0 and report.total == 0)
+    return SuiteResult(suite.name, Outcome.FAIL if failing else Outcome.PASS, report, duration, exit_note)
+
+
+def _read_report(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path | None, inside: Path) -> TestReport:
+    if suite.format == "tap":
+        return parse_tap(sandboxed.output.decode(errors="replace"))
+    if report_path is None or not report_path.is_file():
+        raise ReportError(f"{suite.result_path} was not written")
+    if not report_path.resolve().is_relative_to(inside):
+        raise ReportError(f"{suite.result_path} links outside the worktree")
+    if report_path.stat().st_size > MAX_REPORT_BYTES:
+        raise ReportError(f"{suite.result_path} is larger than {MAX_REPORT_BYTES} bytes")
+    return parse_junit(report_path.read_bytes())

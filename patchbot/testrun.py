@@ -1,0 +1,259 @@
+"""Test one series version end to end: choose the base, apply, plan, run at tip and base, compare.
+
+The suites' results at a base commit are kept in the store and reused by every later series
+on the same base, so a base is tested once per suite configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from patchbot.apply import (
+    Applied, BaseChoice, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, git,
+    remove_worktree, resolve,
+)
+from patchbot.config import Config, RepositoryConfig, SuiteConfig
+from patchbot.execute import EnvironmentFailed, SuiteRun, Workspace, prepare_environment, run_suites
+from patchbot.mail.subject import parse_subject
+from patchbot.results import SuiteResult, Verdict, compare
+from patchbot.store import SeriesRecord, Store
+from patchbot.suites import SuitePlan, plan_suites
+from patchbot.testreports import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class TestRunError(Exception):
+    """The run cannot start: no repository configured, the series is unknown or empty."""
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class BaseHints:
+    """What a series says about its base."""
+
+    based_on: str | None  # Based-on: <msgid>
+    base_commit: str | None  # base-commit: <sha>
+    tags: tuple[str, ...]  # subject tags such as [PATCH pu]
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """A finished test of one series version, ready to store and to report."""
+
+    __test__ = False
+
+    series: SeriesRecord
+    applied: Applied
+    plan: SuitePlan | None
+    tip: tuple[SuiteRun, ...]
+    base: dict[str, SuiteResult]
+    verdict: Verdict | None
+    started_at: datetime
+
+    def summary(self) -> dict:
+        """The JSON object `patchbot test --json` prints and the store keeps."""
+        applied = self.applied
+        runs = {run.result.suite: run for run in self.tip}
+        return {
+            "series": self.series.id,
+            "version": self.series.version,
+            "applied": applied.ok,
+            "failed_patch": applied.failed_patch,
+            "failed_total": applied.failed_total,
+            "failed_subject": applied.failed_subject,
+            "prerequisite_failed": applied.prerequisite_failed,
+            "conflicts": [{"path": c.path, "line": c.line} for c in applied.conflicts],
+            "apply_detail": applied.detail,
+            "base": applied.base_commit,
+            "base_ref": applied.base.ref,
+            "base_reason": applied.base.reason,
+            "base_branch": applied.base.branch,
+            "base_behind_tip": applied.base_behind_tip,
+            "head": applied.head,
+            "stacks": sorted(self.plan.stacks) if self.plan else [],
+            "left_out": [{"suite": name, "reason": reason} for name, reason in self.plan.left_out] if self.plan else [],
+            "outcome": self.verdict.outcome.value if self.verdict else "not-applied",
+            "suites": [
+                {
+                    "name": verdict.suite,
+                    "status": verdict.outcome.value,
+                    "passed": verdict.passed,
+                    "failed": verdict.failed,
+                    "skipped": verdict.skipped,
+                    "new_failures": list(verdict.new_failures),
+                    "preexisting_failures": list(verdict.preexisting_failures),
+                    "fixed": list(verdict.fixed),
+                    "fixed_since_previous": list(verdict.fixed_since_previous),
+                    "still_failing_since_previous": list(verdict.still_failing_since_previous),
+                    "new_since_previous": list(verdict.new_since_previous),
+                    "duration_s": round(verdict.duration_s, 2),
+                    "detail": verdict.detail,
+                    "command": runs[verdict.suite].command,
+                    "log": str(runs[verdict.suite].log) if runs[verdict.suite].log else None,
+                    "base_status": self.base[verdict.suite].outcome.value if verdict.suite in self.base else None,
+                }
+                for verdict in (self.verdict.suites if self.verdict else ())
+            ],
+        }
+
+
+def work_dir(config: Config, db_path: Path) -> Path:
+    return config.work_dir or db_path.parent / "work"
+
+
+def test_series(
+    store: Store, config: Config, series_id: int, *, work: Path, hidden: tuple[Path, ...],
+    base_ref: str | None = None, repository_url: str | None = None,
+) -> TestRun:
+    """Run everything for one stored series and keep the result in the store."""
+    started = datetime.now(timezone.utc)
+    repository = _repository(config, repository_url)
+    series = store.series(series_id)
+    if series is None:
+        raise TestRunError(f"no series {series_id}")
+    patches = _patch_mails(store, series)
+    if not patches:
+        raise TestRunError(f"series {series_id} has no patches yet")
+    mirror = ensure_mirror(repository.url, work / "mirrors")
+    worktrees = work / "worktrees"
+    fetch(mirror)
+    base = choose_base(store, mirror, repository, _hints(store, series), base_ref)
+    applied = apply_series(mirror, base, patches, worktrees)
+    run = TestRun(series, applied, None, (), {}, None, started)
+    if applied.ok:
+        try:
+            run = _run_suites(store, config, mirror, series, applied, work, hidden, started)
+        finally:
+            remove_worktree(mirror, applied.worktree)
+    with store.transaction():
+        store.add_test_run(series.id, started, run.summary(), [suite.result for suite in run.tip])
+    return run
+
+
+def clean_up_after_crash(config: Config, work: Path, repository_url: str | None = None) -> int:
+    """Remove worktrees a crashed run left behind (call before the first run of a process)."""
+    repository = _repository(config, repository_url)
+    mirror = ensure_mirror(repository.url, work / "mirrors")
+    return clean_leftover_worktrees(mirror, work / "worktrees")
+
+
+def _repository(config: Config, repository_url: str | None) -> RepositoryConfig:
+    if repository_url:
+        default = config.repository or RepositoryConfig(url=repository_url)
+        return RepositoryConfig(repository_url, default.default_branch, default.branches, default.tag_branches)
+    if config.repository is None:
+        raise TestRunError("no repository: set [repository] url in the config, or give --repo PATH")
+    return config.repository
+
+
+def _patch_mails(store: Store, series: SeriesRecord) -> list[PatchMail]:
+    total = series.total or len(series.patches)
+    return [PatchMail(slot.number, total, slot.subject, store.raw_mail(slot.mail_id)) for slot in series.patches]
+
+
+def _hints(store: Store, series: SeriesRecord) -> BaseHints:
+    mails = [store.mail_by_id(series.cover_mail_id)] if series.cover_mail_id else []
+    mails += [store.mail_by_id(slot.mail_id) for slot in series.patches]
+    trailers = [trailer for mail in mails if mail.facts for trailer in mail.facts.trailers]
+    first = lambda name: next((t.value for t in trailers if t.name == name), None)  # noqa: E731
+    tags = tuple(tag for mail in mails if mail.facts for tag in parse_subject(mail.facts.subject).tags)
+    return BaseHints(based_on=first("Based-on"), base_commit=first("base-commit"), tags=tags)
+
+
+def choose_base(store: Store, mirror: Path, repository: RepositoryConfig, hints: BaseHints, requested: str | None) -> BaseChoice:
+    """The base, in order: asked for, Based-on:, base-commit:, a subject tag, the default branch."""
+    branch = repository.default_branch
+    if requested:
+        return BaseChoice(requested, f"{requested}, as asked", requested if resolve(mirror, requested) and
+                          requested in repository.branches else branch)
+    if hints.based_on:
+        message_id = hints.based_on if hints.based_on.startswith("<") else f"<{hints.based_on}>"
+        other = store.series_of_mail(message_id)
+        if other is not None and other.patches:
+            return BaseChoice(branch, f"{branch} with series {other.id} ({other.title}) applied first, as Based-on: says",
+                              branch, prerequisites=tuple(_patch_mails(store, other)))
+    if hints.base_commit and resolve(mirror, hints.base_commit):
+        return BaseChoice(hints.base_commit, f"base-commit: {hints.base_commit[:12]} from the series", branch)
+    for tag in hints.tags:
+        if tag in repository.tag_branches:
+            target = repository.tag_branches[tag]
+            return BaseChoice(target, f"{target}, for the [{tag}] subject tag", target)
+    return BaseChoice(branch, f"the default branch {branch}", branch)
+
+
+def suite_key(suite: SuiteConfig) -> str:
+    """Base results are reused only by the same suite configuration."""
+    fields = [suite.command, suite.workdir, suite.format, suite.result_path, suite.environment, suite.timeout_s]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+def _run_suites(store, config, mirror, series, applied, work, hidden, started) -> TestRun:
+    paths = _paths_touched(store, series)
+    plan = plan_suites(paths, config, lambda path: _exists(mirror, applied.base_commit, path))
+    logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
+    needed = {suite.environment for suite in plan.run if suite.environment}
+    tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", work, needed)
+    base: dict[str, SuiteResult] = {}
+    base_missing = []
+    for suite in plan.run:
+        cached = store.base_result(applied.base_commit, suite.name, suite_key(suite))
+        if cached is not None:
+            base[suite.name] = cached
+        else:
+            base_missing.append(suite)
+    base_tree = None
+    try:
+        jobs = [(suite, tip_space) for suite in plan.run]
+        if base_missing:
+            base_tree = apply_series(mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [], work / "worktrees")
+            base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", work, needed)
+            jobs += [(suite, base_space) for suite in base_missing]
+        runs = run_suites(jobs, config.parallel)
+    finally:
+        if base_tree is not None:
+            remove_worktree(mirror, base_tree.worktree)
+    tip = tuple(runs[: len(plan.run)])
+    with store.transaction():
+        for run in runs[len(plan.run):]:
+            base[run.result.suite] = run.result
+            if run.result.outcome in (Outcome.PASS, Outcome.FAIL):  # the machine's failures are not kept
+                store.keep_base_result(applied.base_commit, suite_key(config.suites[run.result.suite]), run.result)
+    previous = {}
+    if series.supersedes_id is not None and (earlier := store.latest_test_run(series.supersedes_id)):
+        previous = {result.suite: result for result in earlier.tip}
+    verdict = compare([run.result for run in tip], base, previous)
+    return TestRun(series, applied, plan, tip, base, verdict, started)
+
+
+def _workspace(config: Config, worktree: Path, logs: Path, hidden, label: str, work: Path, needed: set[str]) -> Workspace:
+    environments = {}
+    space = Workspace(worktree, config, logs, {}, hidden, label)
+    for name in sorted(needed):
+        environment = config.environments[name]
+        try:
+            environments[name] = prepare_environment(environment, space, work / "environments")
+        except EnvironmentFailed as error:
+            log.error("%s", error)  # suites needing it report an infrastructure error
+    return Workspace(worktree, config, logs, environments, hidden, label)
+
+
+def _paths_touched(store: Store, series: SeriesRecord) -> list[str]:
+    paths = []
+    for slot in series.patches:
+        facts = store.mail_by_id(slot.mail_id).facts
+        for change in facts.files if facts else ():
+            paths.append(change.path)
+            if change.old_path:
+                paths.append(change.old_path)
+    return paths
+
+
+def _exists(mirror: Path, commit: str, path: str) -> bool:
+    return git("cat-file", "-e", f"{commit}:{path.rstrip('/')}", cwd=mirror, check=False).returncode == 0

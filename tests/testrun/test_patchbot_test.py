@@ -1,0 +1,93 @@
+"""`patchbot test` on the sample dual-stack project: real git, real PHP and pytest suites, bwrap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_sample_config
+
+GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
+
+
+class Contributor:
+    """A clone of the sample project where a contributor commits and formats patches."""
+
+    def __init__(self, upstream: Path, path: Path):
+        subprocess.run(["git", "clone", "-q", str(upstream), str(path)], check=True)
+        self.path = path
+
+    def commit(self, message: str, edits: dict[str, str]) -> None:
+        for name, text in edits.items():
+            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.path / name).write_text(text)
+        subprocess.run([*GIT, "add", "-A"], cwd=self.path, check=True)
+        subprocess.run([*GIT, "commit", "-q", "-m", message], cwd=self.path, check=True)
+
+    def replace(self, name: str, old: str, new: str) -> dict[str, str]:
+        text = (self.path / name).read_text()
+        assert old in text, f"{old!r} not in {name}"
+        return {name: text.replace(old, new, 1)}
+
+    def format_patches(self, count: int, out: Path) -> Path:
+        mbox = subprocess.run([*GIT, "format-patch", "--stdout", "--thread", "--numbered" if count > 1 else "--no-numbered",
+                               f"-{count}"], cwd=self.path, check=True, capture_output=True).stdout
+        out.write_bytes(mbox)
+        return out
+
+
+@pytest.fixture
+def bot(sample_repo, tmp_path):
+    config = write_sample_config(tmp_path / "patchbot.toml", sample_repo, tmp_path / "work", tmp_path / "patchbot.db")
+
+    def run(*args: str) -> dict:
+        result = subprocess.run([sys.executable, "-m", "patchbot", "-c", str(config), *args],
+                                capture_output=True, timeout=300)
+        assert result.returncode == 0, result.stderr.decode()
+        return json.loads(result.stdout) if "--json" in args else result.stdout.decode()
+
+    return run
+
+
+@pytest.fixture
+def contributor(sample_repo, tmp_path):
+    return Contributor(sample_repo, tmp_path / "contributor")
+
+
+def submit(bot, contributor, tmp_path, count: int) -> dict:
+    mbox = contributor.format_patches(count, tmp_path / "series.mbox")
+    bot("ingest", str(mbox))
+    series = bot("series", "list", "--json")[-1]
+    return bot("test", str(series["id"]), "--json")
+
+
+def suite_names(result):
+    return [suite["name"] for suite in result["suites"]]
+
+
+def test_php_only_change_runs_php_and_parity(bot, contributor, tmp_path):
+    rpc = (contributor.path / "web/lib/rpc.php").read_text()
+    contributor.commit("rpc: note where the fields come from", {"web/lib/rpc.php": rpc + "\n// Fields: see schema/schema.sql.\n"})
+    result = submit(bot, contributor, tmp_path, 1)
+    assert result["applied"] and result["stacks"] == ["php"]
+    assert suite_names(result) == ["php", "parity"]
+
+
+def test_python_change_breaking_a_test_is_a_new_failure(bot, contributor, tmp_path):
+    contributor.commit("rpc: sort search results by popularity", contributor.replace("aurweb/rpc.py", "WHERE {where} ORDER BY p.Name", "WHERE {where} ORDER BY p.Name DESC"))
+    result = submit(bot, contributor, tmp_path, 1)
+    assert result["stacks"] == ["python"] and suite_names(result) == ["python", "parity"]
+    python = result["suites"][0]
+    assert python["status"] == "fail" and python["new_failures"], python
+
+
+def test_schema_change_runs_every_suite(bot, contributor, tmp_path):
+    contributor.commit("schema: document packages", {"schema/schema.sql": (contributor.path / "schema/schema.sql").read_text() + "\n-- packages of the AUR\n"})
+    result = submit(bot, contributor, tmp_path, 1)
+    assert result["stacks"] == ["php", "python"]
+    assert suite_names(result) == ["php", "python", "parity"]
+    assert all(suite["status"] == "pass" for suite in result["suites"]), result["suites"]
