@@ -89,6 +89,7 @@ def prepare_environment(environment: EnvironmentConfig, workspace: Workspace, ca
         argv=("/bin/sh", "-c", environment.command), worktree=workspace.worktree, cwd=workspace.worktree,
         env=sandbox_env(workspace.config, target), limits=limits_of(workspace.config, environment.timeout_s),
         readonly_paths=workspace.config.expose, writable_paths=(target,), hidden_paths=workspace.hidden_paths,
+        network=environment.network,
     ))
     if result.ending is not Ending.EXITED or result.exit_code != 0:
         shutil.rmtree(target, ignore_errors=True)

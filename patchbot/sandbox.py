@@ -104,6 +104,9 @@ class SandboxSpec:
     # Covered by an empty mount inside: the bot's config, database, logs, credentials.
     # Paths that do not exist are skipped.
     hidden_paths: tuple[Path, ...] = ()
+    # Only an environment set-up step that downloads its dependencies gets the host's
+    # network; a suite never does.
+    network: bool = False
 
 
 class Ending(Enum):
@@ -207,7 +210,7 @@ def _start_and_watch(spec: SandboxSpec, cgroup: PidsCgroup | None, deadline: flo
     return watch
 
 
-def _isolation_options(limits: Limits) -> list[str]:
+def _isolation_options(limits: Limits, network: bool = False) -> list[str]:
     tmpfs_size = str(limits.memory_bytes)
     return [
         "--ro-bind", "/", "/",
@@ -220,7 +223,7 @@ def _isolation_options(limits: Limits) -> list[str]:
         "--ro-bind", "/proc/sys", "/proc/sys",
         "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
         "--size", tmpfs_size, "--tmpfs", "/tmp",
-        "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        *(() if network else ("--unshare-net",)), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         # As root, bwrap keeps every capability unless told otherwise.
         "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",
@@ -228,7 +231,7 @@ def _isolation_options(limits: Limits) -> list[str]:
 
 
 def _bwrap_options(spec: SandboxSpec) -> list[str]:
-    options = [*_isolation_options(spec.limits), *_path_options(spec),
+    options = [*_isolation_options(spec.limits, spec.network), *_path_options(spec),
                "--chdir", str(spec.cwd.resolve()), "--clearenv"]
     for name, value in spec.env.items():
         options += ["--setenv", name, value]

@@ -40,14 +40,14 @@ timeout = 60
 requires = ["test/php/run.php"]
 [suites.python]
 stacks = ["python"]
-command = "PYTHONDONTWRITEBYTECODE=1 python3 -m pytest -q -p no:cacheprovider test/python --junitxml=test-results/python.xml"
+command = "PYTHONDONTWRITEBYTECODE=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python3 -m pytest -q -p no:cacheprovider test/python --junitxml=test-results/python.xml"
 format = "junit"
 result_path = "test-results/python.xml"
 timeout = 60
 requires = ["test/python"]
 [suites.parity]
 stacks = ["php", "python"]
-command = "PYTHONDONTWRITEBYTECODE=1 python3 -m pytest -q -p no:cacheprovider test/parity --junitxml=test-results/parity.xml"
+command = "PYTHONDONTWRITEBYTECODE=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python3 -m pytest -q -p no:cacheprovider test/parity --junitxml=test-results/parity.xml"
 format = "junit"
 result_path = "test-results/parity.xml"
 timeout = 60
