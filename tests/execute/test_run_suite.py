@@ -1,0 +1,92 @@
+"""Suites in the real sandbox: environments cached by key, the machine's failures retried once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from patchbot.config import Config, EnvironmentConfig, LimitsConfig, SuiteConfig
+from patchbot.execute import EnvironmentFailed, Workspace, prepare_environment, run_suite, run_suites
+from patchbot.sandbox import sandbox_available
+from patchbot.testreports import Outcome
+
+pytestmark = pytest.mark.skipif(sandbox_available() is not None, reason=f"no sandbox: {sandbox_available()}")
+
+CONFIG = Config(
+    path=(str(Path(sys.executable).parent), "/usr/bin", "/bin"),
+    expose=(Path(sys.base_prefix).resolve(), Path(sys.prefix)),
+    limits=LimitsConfig(memory_mb=512, processes=64, output_kb=256),
+)
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    (worktree / "requirements.txt").write_text("pytest\n")
+    return Workspace(worktree, CONFIG, tmp_path / "logs", {}, (), "tip")
+
+
+def test_an_environment_is_set_up_once_per_key(workspace, tmp_path):
+    environment = EnvironmentConfig("env", 'date +%s%N > "$PATCHBOT_ENV/made"', ("requirements.txt",))
+    first = prepare_environment(environment, workspace, tmp_path / "envs")
+    made = (first / "made").read_text()
+    assert prepare_environment(environment, workspace, tmp_path / "envs") == first
+    assert (first / "made").read_text() == made  # not run again
+    (workspace.worktree / "requirements.txt").write_text("pytest\nhypothesis\n")
+    second = prepare_environment(environment, workspace, tmp_path / "envs")
+    assert second != first and len(list((tmp_path / "envs").iterdir())) == 2
+
+
+def test_a_failing_environment_is_reported_and_not_kept(workspace, tmp_path):
+    environment = EnvironmentConfig("env", "echo cannot build; exit 3", ())
+    with pytest.raises(EnvironmentFailed, match="cannot build"):
+        prepare_environment(environment, workspace, tmp_path / "envs")
+    assert list((tmp_path / "envs").iterdir()) == []
+
+
+def test_a_suite_sees_its_environment_read_only(workspace, tmp_path):
+    environment = EnvironmentConfig("env", 'echo ready > "$PATCHBOT_ENV/flag"', ())
+    folder = prepare_environment(environment, workspace, tmp_path / "envs")
+    space = Workspace(workspace.worktree, CONFIG, workspace.log_dir, {"env": folder}, (), "tip")
+    suite = SuiteConfig("s", 'grep -q ready "$PATCHBOT_ENV/flag" && ! touch "$PATCHBOT_ENV/x"', ("*",), environment="env")
+    assert run_suite(suite, space).result.outcome is Outcome.PASS
+
+
+def test_a_suite_that_cannot_start_is_an_infrastructure_error_retried_once(workspace):
+    run = run_suite(SuiteConfig("s", "no-such-test-runner --all", ("*",)), workspace)
+    assert run.result.outcome is Outcome.INFRA_ERROR and run.attempts == 2
+    assert run.result.detail == "the command was not found"
+
+
+def test_a_missing_report_after_a_clean_exit_is_an_infrastructure_error(workspace):
+    run = run_suite(SuiteConfig("s", "true", ("*",), format="junit", result_path="report.xml"), workspace)
+    assert run.result.outcome is Outcome.INFRA_ERROR and "report.xml was not written" in run.result.detail
+
+
+def test_a_crash_before_the_report_is_the_patch_s_failure(workspace):
+    run = run_suite(SuiteConfig("s", "echo Traceback; exit 2", ("*",), format="junit", result_path="r.xml"), workspace)
+    assert run.result.outcome is Outcome.FAIL and run.attempts == 1
+    assert "Traceback" in run.log.read_text()
+
+
+def test_a_slow_suite_times_out(workspace):
+    run = run_suite(SuiteConfig("s", "sleep 30", ("*",), timeout_s=1), workspace)
+    assert run.result.outcome is Outcome.TIMEOUT and run.result.duration_s < 10
+
+
+def test_tap_and_junit_reports_are_read(workspace):
+    tap = SuiteConfig("tap", "printf '1..2\\nok 1 - a\\nnot ok 2 - b\\n'; exit 1", ("*",), format="tap")
+    junit = SuiteConfig("junit", "printf '<testsuite><testcase classname=\"t\" name=\"x\"/></testsuite>' > r.xml",
+                        ("*",), format="junit", result_path="r.xml")
+    tap_run, junit_run = run_suites([(tap, workspace), (junit, workspace)], parallel=2)
+    assert (tap_run.result.outcome, tap_run.result.report.passed, tap_run.result.report.failed) == (Outcome.FAIL, 1, 1)
+    assert (junit_run.result.outcome, junit_run.result.report.passed) == (Outcome.PASS, 1)
+
+
+def test_a_workdir_leading_outside_the_worktree_is_refused(workspace):
+    (workspace.worktree / "escape").symlink_to("/etc")
+    run = run_suite(SuiteConfig("s", "true", ("*",), workdir="escape"), workspace)
+    assert run.result.outcome is Outcome.FAIL and "outside the worktree" in run.result.detail
