@@ -104,7 +104,7 @@ def ensure_mirror(url: str, mirrors_dir: Path) -> Path:
 
 
 def fetch(mirror: Path) -> None:
-    log.info("fetching %s", mirror)
+    log.debug("fetching %s", mirror)
     git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
 
 

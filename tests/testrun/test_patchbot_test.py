@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_config
+from patchbot.sample import write_sample_config
 
 GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
 

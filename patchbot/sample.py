@@ -1,0 +1,39 @@
+"""The embedded default: the sample dual-stack project and a configuration that tests it.
+
+    python -m patchbot.sample DIR   builds the project's repository in DIR/aurweb and writes
+                                    DIR/patchbot.toml (database and work files under DIR)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+MAKE_REPO = CHECKOUT / "fixtures" / "sample-project" / "make-repo"
+CONFIG_TEMPLATE = CHECKOUT / "fixtures" / "sample-config.toml"
+SAMPLE_MAILS = CHECKOUT / "fixtures" / "mails" / "aur-dev-sample.mbox"
+
+
+def build_sample_repo(target: Path) -> Path:
+    """The sample project's git repository (five commits of history, fixed ids) in `target`."""
+    subprocess.run([str(MAKE_REPO), str(target)], check=True, capture_output=True)
+    return target
+
+
+def write_sample_config(path: Path, repo: Path, work: Path, db: Path) -> Path:
+    """A config testing `repo` with this interpreter's Python (which has pytest) in the sandbox."""
+    text = CONFIG_TEMPLATE.read_text().format(
+        db=db, work=work, repo=repo, python_bin=Path(sys.executable).parent,
+        python_prefix=Path(sys.base_prefix).resolve(), venv=Path(sys.prefix),
+    )
+    path.write_text(text)
+    return path
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1]).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    repo = build_sample_repo(folder / "aurweb")
+    print(write_sample_config(folder / "patchbot.toml", repo, folder / "work", folder / "patchbot.db"))
