@@ -5,10 +5,11 @@ from __future__ import annotations
 import codecs
 from email.message import Message
 
+from patchbot.mail.charset import decode_with_fallback
+
 # Parts that may carry prose or a patch; HTML alternatives are ignored, as Patchwork does.
 TEXT_TYPES = frozenset({"text/plain", "text/x-patch", "text/x-diff", "text/x-csrc"})
 ATTACHMENT_TYPES = frozenset({"application/octet-stream", "application/x-patch", "application/x-diff"})
-FALLBACK_CHARSETS = ("utf-8", "windows-1252", "iso-8859-1")
 
 
 def text_of_body(message: Message) -> str:
@@ -57,15 +58,3 @@ def _declared_charset(part: Message) -> str | None:
     except (LookupError, ValueError):
         return None
     return charset
-
-
-def decode_with_fallback(payload: bytes, charset: str | None) -> str:
-    """Decode with the declared charset when Python knows it, else utf-8, windows-1252, latin-1."""
-    for candidate in (charset, *FALLBACK_CHARSETS):
-        if not candidate:
-            continue
-        try:
-            return payload.decode(candidate)
-        except (UnicodeDecodeError, LookupError, ValueError):
-            continue
-    return payload.decode("latin-1")  # never reached: latin-1 decodes any byte

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import quopri
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+from patchbot.mail.charset import decode_with_fallback
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _SPACE_BETWEEN_WORDS = re.compile(r"(?<=\?=)\s+(?==\?)")
@@ -34,22 +35,11 @@ def text_of(value: str) -> str:
     """
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         raw = value.encode("ascii", "surrogateescape")
-        value = _decode_bytes(raw, None)
+        value = decode_with_fallback(raw, None)
     if "=?" in value:
         value = _decode_encoded_words(value)
     value = value.replace("\x00", "")
     return _WHITESPACE.sub(" ", value).strip()
-
-
-def _decode_bytes(raw: bytes, charset: str | None) -> str:
-    for candidate in (charset, "utf-8", "windows-1252"):
-        if not candidate:
-            continue
-        try:
-            return raw.decode(candidate)
-        except (LookupError, UnicodeDecodeError, ValueError):
-            continue
-    return raw.decode("latin-1")
 
 
 def _decode_encoded_words(value: str) -> str:
@@ -65,11 +55,7 @@ def _decode_encoded_words(value: str) -> str:
                 raw = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
         except (binascii.Error, ValueError):
             return match.group(0)
-        try:
-            codecs.lookup(charset)
-        except (LookupError, ValueError):
-            charset = "utf-8"
-        return _decode_bytes(raw, charset) if charset else raw.decode("utf-8", "replace")
+        return decode_with_fallback(raw, charset)  # an unknown charset falls back
 
     return _ENCODED_WORD.sub(decode_word, value)
 
