@@ -121,6 +121,11 @@ def test_series(
     patches = _patch_mails(store, series)
     if not patches:
         raise TestRunError(f"series {series_id} has no patches yet")
+    if not series.complete:
+        log.warning("series %d is incomplete (has %s of %s): testing the patches it has",
+                    series.id, ", ".join(map(str, series.received)), series.total or "?")
+    if series.obsolete:
+        log.warning("series %d is obsolete: a newer version supersedes it", series.id)
     mirror = ensure_mirror(repository.url, work / "mirrors")
     worktrees = work / "worktrees"
     fetch(mirror)
