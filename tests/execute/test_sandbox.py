@@ -42,7 +42,8 @@ def outside_tmp():
 
 def run(worktree: Path, argv, limits: Limits = SMALL, **spec_fields):
     # The interpreter may live under a home, which is hidden unless bound.
-    readonly = (Path(sys.base_prefix), *spec_fields.pop("readonly_paths", ()))
+    # The venv too: a checkout under /tmp (as CI may have) is covered by the private /tmp.
+    readonly = (Path(sys.base_prefix), Path(sys.prefix), *spec_fields.pop("readonly_paths", ()))
     spec = SandboxSpec(argv=tuple(argv), worktree=worktree, cwd=worktree, env=ENV,
                        limits=limits, readonly_paths=readonly, **spec_fields)
     return run_sandboxed(spec)
@@ -217,7 +218,7 @@ def test_sandbox_dies_with_the_bot(worktree):
         forker = "import os, time; os.fork(); time.sleep(60)"
         run_sandboxed(SandboxSpec((python, "-c", forker, marker + "-inside"), worktree, worktree,
                                   {}, Limits(wall_seconds=60),
-                                  readonly_paths=(Path(sys.base_prefix),)))
+                                  readonly_paths=(Path(sys.base_prefix), Path(sys.prefix))))
         """, str(worktree), sys.executable, marker))
     try:
         give_up_at = time.monotonic() + 10
