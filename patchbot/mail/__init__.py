@@ -68,6 +68,7 @@ class ParsedMail:
     references: tuple[str, ...]  # oldest first, as in the header
     list_id: str | None
     auto_submitted: str | None
+    bounce: bool  # a delivery status notification, not a person's mail
     kind: Kind
     kind_rule: str  # the classification rule that decided the kind
     message: str  # commit message (or cover letter / reply text)
@@ -162,6 +163,7 @@ def parse_mail(data: bytes) -> ParsedMail:
         references=references,
         list_id=_list_id(_raw_header(message, "List-Id")),
         auto_submitted=auto_submitted,
+        bounce=_is_bounce(message, author),
         kind=kind,
         kind_rule=rule,
         message=split.message,
@@ -171,6 +173,17 @@ def parse_mail(data: bytes) -> ParsedMail:
         trailers=parse_trailers(split.prose),
         pull_url=pull_url,
     )
+
+
+_BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
+
+
+def _is_bounce(message: Message, author: Address) -> bool:
+    """A delivery report (RFC 3464) or a mail from a mail system's own address."""
+    if author.addr.startswith(_BOUNCE_SENDERS):
+        return True
+    content_type = (_raw_header(message, "Content-Type") or "").lower()
+    return "multipart/report" in content_type or (_raw_header(message, "Return-Path") or "").strip() == "<>"
 
 
 def _raw_header(message: Message, name: str) -> str | None:

@@ -11,7 +11,11 @@ def decode_with_fallback(payload: bytes, charset: str | None) -> str:
         if not candidate:
             continue
         try:
-            return payload.decode(candidate)
-        except (UnicodeDecodeError, LookupError, ValueError):
+            text = payload.decode(candidate)
+            # Codecs such as utf-7 or unicode-escape can make lone surrogates, which no
+            # later stage (SQLite, stdout) can encode: such a charset is no use.
+            text.encode("utf-8")
+            return text
+        except (UnicodeDecodeError, UnicodeEncodeError, LookupError, ValueError):
             continue
     raise AssertionError("latin-1 decodes every byte")

@@ -24,12 +24,12 @@ _HEADER = re.compile(
     r"retrieving revision |diff -|--- |\+\+\+ |Binary files )"
 )
 _BINARY_LINE = re.compile(r"^(literal \d+|delta \d+|[A-Za-z][0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]*)$")
-_DIFFSTAT = re.compile(r"^\s*\d+ files? changed(, \d+ insertions?\(\+\))?(, \d+ deletions?\(-\))?\s*$", re.MULTILINE)
-_PULL = re.compile(
-    r"^The following changes since commit.*^are available in the git repository at:\s*\n"
-    r"^\s*([\w+-]+(?:://|@)[\w/.@:~%-]+(?:[ \t]*\n?[ \t]*(?![\w+-]+://)[\w/.@~+-]*)?)[ \t]*$",
-    re.DOTALL | re.MULTILINE | re.IGNORECASE,
-)
+# No \s around line anchors: under MULTILINE it runs across lines and turns quadratic.
+_DIFFSTAT = re.compile(r"^[ \t]*\d+ files? changed(, \d+ insertions?\(\+\))?(, \d+ deletions?\(-\))?[ \t]*$", re.MULTILINE)
+_PULL_START = re.compile(r"^The following changes since commit", re.MULTILINE | re.IGNORECASE)
+_PULL_AT = re.compile(r"^are available in the git repository at:[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_PULL_URL = re.compile(r"\s*([\w+-]+(?:://|@)[\w/.@:~%-]+(?:[ \t]*\n?[ \t]*(?![\w+-]+://)[\w/.@~+-]*)?)[ \t]*$", re.MULTILINE)
+_MODE_LINE = re.compile(r"^(old mode|new mode|new file mode|deleted file mode|index) (?:\S+ )?(\d{6})$")
 _PATH_IN_HEADER = re.compile(r"^(?:\+\+\+ (?:b/)?|Index: |diff --git a/\S+ b/)(\S+)")
 
 
@@ -113,10 +113,7 @@ def split_text(text: str) -> SplitText:
         elif state is _State.HEADER and line == "GIT binary patch":
             segments[-1].append(line)
             state = _State.BINARY
-        elif _FILE_START.match(line) or (
-            line.startswith("--- ") and index + 1 < len(lines) and lines[index + 1].startswith("+++ ")
-            and not (state is _State.HEADER and segments[-1][-1].startswith(("Index: ", "=====", "retrieving", "diff -", "RCS")))
-        ):
+        elif _starts_file(line, lines, index, segments[-1] if state is _State.HEADER else None):
             segments.append([line])
             state = _State.HEADER
         elif state is _State.HEADER and _HEADER.match(line):
@@ -134,6 +131,22 @@ def split_text(text: str) -> SplitText:
         diffstat=bool(_DIFFSTAT.search(prose_text)),
         segments=segment_texts,
     )
+
+
+def _starts_file(line: str, lines: list[str], index: int, open_header: list[str] | None) -> bool:
+    """Whether `line` opens the next file, given the header lines of the file still open (if any).
+
+    A header opened by `diff --git` or `Index:` owns its `---`/`+++` pair (and CVS's own
+    `diff -u -r1.1` line); only a header that has its pair already is followed by a new file.
+    """
+    if line.startswith(("diff --git ", "Index: ")):
+        return True
+    has_pair = open_header is not None and any(header.startswith("--- ") for header in open_header)
+    if open_header is not None and not has_pair:
+        return False
+    if line.startswith("diff -"):
+        return True
+    return line.startswith("--- ") and index + 1 < len(lines) and lines[index + 1].startswith("+++ ")
 
 
 def _binary_continues(lines: list[str], index: int) -> bool:
@@ -186,14 +199,19 @@ def _strip_prefix(path: str | None) -> str:
 
 
 def _malformed_change(segment: str) -> FileChange:
-    path = ""
-    for line in segment.split("\n"):
-        if match := _PATH_IN_HEADER.match(line):
-            path = match.group(1)
-            break
-    body = [line for line in segment.split("\n") if not _HEADER.match(line) and not _FILE_START.match(line)]
+    """What the header lines of a file unidiff rejects still tell."""
+    lines = segment.split("\n")
+    path = next((match.group(1) for line in lines if (match := _PATH_IN_HEADER.match(line))), "")
+    headers = {match.group(1): match.group(2) for line in lines if (match := _MODE_LINE.match(line))}
+    old_mode = headers.get("old mode") or headers.get("deleted file mode") or headers.get("index")
+    new_mode = headers.get("new mode") or headers.get("new file mode") or headers.get("index")
+    body = [line for line in lines if not _HEADER.match(line) and not _FILE_START.match(line)]
     return FileChange(
         path=path,
+        added="new file mode" in headers,
+        deleted="deleted file mode" in headers,
+        old_mode=None if "new file mode" in headers else old_mode,
+        new_mode=None if "deleted file mode" in headers else new_mode,
         lines_added=sum(1 for line in body if line.startswith("+")),
         lines_removed=sum(1 for line in body if line.startswith("-")),
         malformed=True,
@@ -202,7 +220,9 @@ def _malformed_change(segment: str) -> FileChange:
 
 def find_pull_url(text: str) -> str | None:
     """The `URL BRANCH` of a git request-pull mail, on one line, or None."""
-    match = _PULL.search(text)
+    start = _PULL_START.search(text)
+    at = _PULL_AT.search(text, start.end()) if start else None
+    match = _PULL_URL.match(text, at.end()) if at else None
     if not match:
         return None
     return re.sub(r"\s+", " ", match.group(1)).strip()

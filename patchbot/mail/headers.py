@@ -43,21 +43,44 @@ def text_of(value: str) -> str:
 
 
 def _decode_encoded_words(value: str) -> str:
+    """RFC 2047 words decoded; adjacent words of one charset are joined as bytes first, as the
+    stdlib, mutt and Thunderbird do, since mailers split a character across two words."""
     value = _SPACE_BETWEEN_WORDS.sub("", value)
+    pieces: list[str] = []
+    pending: list[bytes] = []
+    pending_charset = None
+    position = 0
 
-    def decode_word(match: re.Match[str]) -> str:
-        charset = match.group(1).split("*", 1)[0]
-        encoding, payload = match.group(2).upper(), match.group(3)
-        try:
-            if encoding == "B":
-                raw = base64.b64decode(payload + "=" * (-len(payload) % 4))
-            else:
-                raw = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
-        except (binascii.Error, ValueError):
-            return match.group(0)
-        return decode_with_fallback(raw, charset)  # an unknown charset falls back
+    def flush() -> None:
+        if pending:
+            pieces.append(decode_with_fallback(b"".join(pending), pending_charset))
+            pending.clear()
 
-    return _ENCODED_WORD.sub(decode_word, value)
+    for match in _ENCODED_WORD.finditer(value):
+        raw = _word_bytes(match.group(2).upper(), match.group(3))
+        charset = match.group(1).split("*", 1)[0].lower()
+        between = value[position:match.start()]
+        if between or raw is None or charset != pending_charset:
+            flush()
+        pieces.append(between)
+        if raw is None:
+            pieces.append(match.group(0))  # not decodable: keep it as it was written
+        else:
+            pending.append(raw)
+            pending_charset = charset
+        position = match.end()
+    flush()
+    pieces.append(value[position:])
+    return "".join(pieces)
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes | None:
+    try:
+        if encoding == "B":
+            return base64.b64decode(payload + "=" * (-len(payload) % 4))
+        return quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

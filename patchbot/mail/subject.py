@@ -46,27 +46,30 @@ def parse_subject(text: str) -> Subject:
     """
     rest = _WHITESPACE.sub(" ", text).strip()
     tokens: list[str] = []
-    reply = False
+    reply = peeled = False
     while True:
-        stripped, was_reply = _strip_reply_marker(rest)
-        reply = reply or was_reply
-        rest = stripped.lstrip()
+        stripped, was_reply = _strip_reply_marker(rest, after_group=peeled)
+        if was_reply:
+            reply, rest = True, stripped.lstrip()
+            continue  # "Re: Re: [PATCH]", "AW: Re: [PATCH]"
         if not rest.startswith("["):
             break
         group, rest = _take_bracket_group(rest)
         tokens.extend(_tokens_of(group))
+        rest, peeled = rest.lstrip(), True
     return _subject_from(tokens, rest.strip(), reply)
 
 
-def _strip_reply_marker(rest: str) -> tuple[str, bool]:
+def _strip_reply_marker(rest: str, after_group: bool) -> tuple[str, bool]:
     match = _REPLY_MARKER.match(rest)
     if not match:
         return rest, False
     word = match.group(1).lower()
     after = rest[match.end():]
-    # "mm: fix leak" is a title, not a reply: a short word counts only if a known marker
-    # or if a prefix group follows it ("SV: [PATCH] ...").
-    if word in _ALWAYS_REPLY or after.startswith("["):
+    # "mm: fix leak" is a title, not a reply; so is "re: drop dead code" after "[PATCH 4/5]"
+    # (a patch to Python's re module). A marker counts before any prefix group when it is a
+    # known one, and anywhere when another prefix group follows it ("[aur-dev] Re: [PATCH]").
+    if after.startswith("[") or (word in _ALWAYS_REPLY and not after_group):
         return after, True
     return rest, False
 
@@ -91,6 +94,14 @@ def _tokens_of(group: str) -> list[str]:
     return [token for token in re.split(r"[,\s]+", group) if token]
 
 
+# Beyond this a counter or version is noise (or fuzz), not a position in a series.
+MAX_NUMBER = 9999
+
+
+def _small(digits: str) -> int | None:
+    return int(digits) if len(digits) <= 4 and int(digits) <= MAX_NUMBER else None
+
+
 def _subject_from(tokens: list[str], title: str, reply: bool) -> Subject:
     counter = total = None
     version = None
@@ -99,9 +110,11 @@ def _subject_from(tokens: list[str], title: str, reply: bool) -> Subject:
     for token in tokens:
         upper = token.upper()
         if (match := _COUNTER.match(token)) and counter is None:
-            counter, total = int(match.group(1)), int(match.group(2))
+            counter, total = _small(match.group(1)), _small(match.group(2))
+            if counter is None or total is None:
+                counter = total = None
         elif (match := _VERSION.match(token)) and version is None:
-            version = int(match.group(1))
+            version = _small(match.group(1))
         elif upper == "PATCH":
             marker = True
         elif upper == "RFC":
@@ -111,7 +124,7 @@ def _subject_from(tokens: list[str], title: str, reply: bool) -> Subject:
         else:
             tags.append(token)
     if version is None and (match := _TITLE_VERSION.search(title)):
-        version = int(match.group(1))
+        version = _small(match.group(1))
     if total is not None and (total == 0 or counter > total):
         counter = total = None
     title = title.lstrip(" :").strip()

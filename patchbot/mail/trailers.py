@@ -14,7 +14,7 @@ KNOWN_TRAILERS = {
         "base-commit", "Based-on", "Supersedes", "change-id", "Depends-on",
     )
 }
-_TRAILER = re.compile(r"^([A-Za-z][A-Za-z-]*[A-Za-z]):[ \t]*(\S.*?)\s*$")
+_TRAILER = re.compile(r"^([A-Za-z][A-Za-z-]*[A-Za-z]):(.*)$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,6 @@ def parse_trailers(prose: str) -> tuple[Trailer, ...]:
         if line == "-- ":
             break
         match = _TRAILER.match(line)
-        if match and (name := KNOWN_TRAILERS.get(match.group(1).lower())):
-            found.append(Trailer(name, match.group(2)))
+        if match and (name := KNOWN_TRAILERS.get(match.group(1).lower())) and (value := match.group(2).strip()):
+            found.append(Trailer(name, value))
     return tuple(found)
