@@ -16,11 +16,13 @@ from patchbot.config import Config, ConfigError, load_config
 from patchbot.sandbox import sandbox_available
 from patchbot.intake import IngestSummary, ingest
 from patchbot.show import (
-    ingest_summary_text, mail_object, mail_text, series_list_text, series_object, series_text, test_run_text,
+    ingest_summary_text, log_text, mail_object, mail_text, run_summary_text, series_list_text, series_object,
+    series_text, test_run_text,
 )
 from patchbot.sources.files import source_for
 from patchbot.store import Store, StoreError, default_db_path
-from patchbot.testrun import TestRunError, clean_up_after_crash, test_series, work_dir
+from patchbot.pipeline import run_pending
+from patchbot.testrun import TestRunError, clean_up_after_crash, secrets_of, test_series, work_dir
 
 log = logging.getLogger("patchbot")
 
@@ -44,14 +46,6 @@ exit codes:
 
 class NotFound(Exception):
     pass
-
-
-def secrets_of(config: Config, database: Path) -> tuple[Path, ...]:
-    """What code from a patch must never see: the config, the database and its journals."""
-    paths = [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
-    if config.source is not None:
-        paths.append(config.source.resolve())
-    return tuple(path for path in paths if path.exists())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
     test_parser.add_argument("--json", action="store_true", help="print JSON")
     test_parser.set_defaults(run=cmd_test)
 
+    run_parser = commands.add_parser(
+        "run", help="process everything pending once, then exit (for cron and tests)",
+        description="One pass of the whole pipeline: file mails not yet filed, ask for a test of "
+        "every complete current series not yet tested, test them, keep one reply per series "
+        "version in the outbox, and send what is due (or write it to [smtp] dry_run_mbox).",
+    )
+    run_parser.set_defaults(run=cmd_run)
+
+    log_parser = commands.add_parser("log", help="print the whole output of a test run's suites",
+                                     description="Print the logs of test run RUN_ID (replies name it).")
+    log_parser.add_argument("run_id", type=int, metavar="RUN_ID")
+    log_parser.add_argument("suite", nargs="?", metavar="SUITE", help="only this suite")
+    log_parser.set_defaults(run=cmd_log)
+
+    demo_parser = commands.add_parser(
+        "demo", help="run the whole pipeline on the sample aur-dev mails and show the replies",
+        description="Build the sample dual-stack project in a temporary folder, start an SMTP "
+        "server on 127.0.0.1 that captures what patchbot sends, feed the sample aur-dev mailbox "
+        "(fixtures/mails/), run the pipeline and print every reply as a person would read it.",
+    )
+    demo_parser.add_argument("--keep", metavar="DIR", type=Path, help="work in DIR and keep it, instead of a temporary folder")
+    demo_parser.set_defaults(run=cmd_demo)
+
     message_parser = commands.add_parser("message", help="show what patchbot made of one mail")
     message_commands = message_parser.add_subparsers(dest="message_command", metavar="ACTION", required=True)
     message_show = message_commands.add_parser(
@@ -162,16 +179,22 @@ def _progress_printer(name: str, summary: IngestSummary) -> Callable[[], None]:
     return report
 
 
+def prepare_testing(config: Config, database: Path, repository_url: str | None = None) -> Path:
+    """Check the sandbox and clean up after a crash; returns the work folder."""
+    unavailable = sandbox_available()
+    if unavailable:
+        raise TestRunError(f"the sandbox cannot run here: {unavailable}")
+    work = work_dir(config, database)
+    if clean_up_after_crash(config, work, repository_url):
+        log.info("removed worktrees left by an earlier crash")
+    return work
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     database = db_path(args, config)
     store = Store(database)
-    work = work_dir(config, database)
-    unavailable = sandbox_available()
-    if unavailable:
-        raise TestRunError(f"the sandbox cannot run here: {unavailable}")
-    if clean_up_after_crash(config, work, args.repo):
-        log.info("test: removed worktrees left by an earlier crash")
+    work = prepare_testing(config, database, args.repo)
     log.info("test: series %d", args.series_id)
     run = test_series(store, config, args.series_id, work=work, hidden=secrets_of(config, database),
                       base_ref=args.base, repository_url=args.repo)
@@ -180,6 +203,37 @@ def cmd_test(args: argparse.Namespace) -> int:
         _print_json(summary)
     else:
         sys.stdout.write(test_run_text(summary))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    database = db_path(args, config)
+    store = Store(database)
+    counts = run_pending(store, config, prepare_testing(config, database), secrets_of(config, database))
+    sys.stdout.write(run_summary_text(counts))
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    run = open_store(args).test_run(args.run_id)
+    if run is None:
+        raise NotFound(f"no test run {args.run_id}")
+    suites = [suite for suite in run.summary["suites"] if args.suite in (None, suite["name"])]
+    if not suites:
+        raise NotFound(f"test run {args.run_id} has no suite {args.suite}")
+    for suite in suites:
+        path = Path(suite["log"]) if suite["log"] else None
+        text = path.read_text(errors="replace") if path and path.is_file() else "(the log is gone: the work folder was cleaned)\n"
+        sys.stdout.write(log_text(args.run_id, suite, text))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from patchbot.demo import run_demo  # the demo's SMTP server is not needed elsewhere
+
+    for reply in run_demo(args.keep):
+        sys.stdout.write(reply)
     return EXIT_OK
 
 

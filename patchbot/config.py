@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,33 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    """Who patchbot is on the list, and where its replies go."""
+
+    sender: str = "patchbot <patchbot@localhost>"  # the From of every reply
+    list_address: str | None = None  # replies go To the list...
+    cc_author: bool = True  # ...and Cc the series' author
+    message_id_domain: str = "localhost"  # patchbot's own mail is recognised by it
+    log_url: str | None = None  # e.g. "https://ci.example.org/logs/{run}/{suite}.log"
+
+
+SMTP_SECURITY = ("plain", "starttls", "tls")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "plain"  # plain | starttls | tls
+    username: str | None = None
+    password_file: Path | None = None  # read when sending; never logged
+    timeout_s: float = 60.0
+    retry_base_s: float = 60.0  # first retry after a temporary failure; doubles each time
+    max_attempts: int = 10  # then the reply is marked failed
+    dry_run_mbox: Path | None = None  # write replies to this mbox instead of sending
+
+
+@dataclass(frozen=True)
 class Config:
     db: Path | None = None  # None: the default under the user's data directory
     work_dir: Path | None = None  # mirrors, worktrees, environments and logs
@@ -80,6 +108,8 @@ class Config:
     environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
     suites: dict[str, SuiteConfig] = field(default_factory=dict)
     limits: LimitsConfig = LimitsConfig()
+    mail: MailConfig = MailConfig()
+    smtp: SmtpConfig = SmtpConfig()
     source: Path | None = None
 
 
@@ -223,11 +253,12 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
         output_kb=limits_table.positive("output_kb", int, 10 * 1024),
     )
     limits_table.done()
+    mail, smtp = _mail(top.table("mail")), _smtp(top.table("smtp"), here)
     top.done()
     return Config(
         db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, expose=expose, repository=repository, stacks=stacks,
         shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
-        source=path,
+        mail=mail, smtp=smtp, source=path,
     )
 
 
@@ -256,6 +287,42 @@ def _suite(table: _Table, name: str, stacks: dict, environments: dict) -> SuiteC
     )
     table.done()
     return suite
+
+
+def _mail(table: _Table) -> MailConfig:
+    sender = table.get("from", str, MailConfig.sender)
+    address = parseaddr(sender)[1]
+    if "@" not in address:
+        raise ConfigError("mail.from", f"{sender!r} has no mail address")
+    list_address = table.get("list", str)
+    if list_address is not None and "@" not in list_address:
+        raise ConfigError("mail.list", f"{list_address!r} is not a mail address")
+    log_url = table.get("log_url", str)
+    if log_url is not None and "{run}" not in log_url:
+        raise ConfigError("mail.log_url", "must contain {run} (and may contain {suite})")
+    mail = MailConfig(
+        sender=sender, list_address=list_address, cc_author=table.get("cc_author", bool, True),
+        message_id_domain=table.get("message_id_domain", str, address.rsplit("@", 1)[1]), log_url=log_url,
+    )
+    table.done()
+    return mail
+
+
+def _smtp(table: _Table, here: Path) -> SmtpConfig:
+    security = table.get("security", str, "plain")
+    if security not in SMTP_SECURITY:
+        raise ConfigError("smtp.security", f"must be one of {', '.join(SMTP_SECURITY)}")
+    smtp = SmtpConfig(
+        host=table.get("host", str, "localhost"), port=table.positive("port", int, 25), security=security,
+        username=table.get("username", str), password_file=_path(table.get("password_file", str), here),
+        timeout_s=table.positive("timeout", float, 60.0), retry_base_s=table.positive("retry_base", float, 60.0),
+        max_attempts=table.positive("max_attempts", int, 10),
+        dry_run_mbox=_path(table.get("dry_run_mbox", str), here),
+    )
+    if smtp.password_file is not None and smtp.username is None:
+        raise ConfigError("smtp.username", "is required with smtp.password_file")
+    table.done()
+    return smtp
 
 
 def _path(value: str | None, here: Path) -> Path | None:

@@ -87,7 +87,8 @@ def _facts(mail: ParsedMail, kind: str, rule: str) -> MailFacts:
         version=mail.subject.version if positioned else None,
         counter=counter if positioned else None, total=total if positioned else None,
         in_reply_to=mail.in_reply_to, has_diff=mail.has_diff, files=mail.files,
-        trailers=mail.trailers, pull_url=mail.pull_url,
+        trailers=mail.trailers, pull_url=mail.pull_url, message_id=mail.message_id,
+        auto_submitted=mail.auto_submitted, bounce=mail.bounce,
     )
 
 

@@ -22,10 +22,11 @@ def build_sample_repo(target: Path) -> Path:
     return target
 
 
-def write_sample_config(path: Path, repo: Path, work: Path, db: Path) -> Path:
-    """A config testing `repo` with this interpreter's Python (which has pytest) in the sandbox."""
+def write_sample_config(path: Path, repo: Path, work: Path, db: Path, smtp_port: int = 25) -> Path:
+    """A config testing `repo` with this interpreter's Python (which has pytest) in the sandbox,
+    replying to aur-dev through the SMTP server on 127.0.0.1:`smtp_port`."""
     text = CONFIG_TEMPLATE.read_text().format(
-        db=db, work=work, repo=repo, python_bin=Path(sys.executable).parent,
+        db=db, work=work, repo=repo, smtp_port=smtp_port, python_bin=Path(sys.executable).parent,
         python_prefix=Path(sys.base_prefix).resolve(), venv=Path(sys.prefix),
     )
     path.write_text(text)

@@ -119,3 +119,12 @@ def ingest_summary_text(summary: IngestSummary) -> str:
 def test_run_text(summary: dict) -> str:
     """A stored or fresh test run (the `patchbot test --json` object) as text."""
     return render("cli/test-run.txt", run=summary)
+
+
+def run_summary_text(counts: dict[str, int]) -> str:
+    return render("cli/run-summary.txt", counts=sorted(counts.items()))
+
+
+def log_text(run_id: int, suite: dict, text: str) -> str:
+    return render("cli/suite-log.txt", run_id=run_id, name=suite["name"], command=suite["command"],
+                  status=suite["status"], text=text)

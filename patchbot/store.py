@@ -92,6 +92,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (base_commit, suite, suite_key)
     );
     """,
+    # 2 -> 3: requests to test a series (the first is automatic, retests add more) and the
+    # outbox of replies, each stored under a unique key before any attempt to send it.
+    """
+    CREATE TABLE test_requests (
+        id INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        number INTEGER NOT NULL,                 -- 1 for the automatic test, then each retest
+        base_ref TEXT,                           -- a base asked for, or NULL
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        done_at TEXT,
+        test_run_id INTEGER REFERENCES test_runs(id),
+        UNIQUE (series_id, number)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,                -- series, version, kind, request: one reply each
+        series_id INTEGER REFERENCES series(id),
+        message_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipients TEXT NOT NULL,                -- JSON list of envelope recipients
+        data BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    """,
 )
 
 
@@ -129,6 +160,9 @@ class MailFacts:
     files: tuple[FileChange, ...]
     trailers: tuple[Trailer, ...]
     pull_url: str | None
+    message_id: str = ""
+    auto_submitted: str | None = None
+    bounce: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,6 +333,8 @@ class Store:
             "pull_url": facts.pull_url,
             "files": [vars(change) for change in facts.files],
             "trailers": [[trailer.name, trailer.value] for trailer in facts.trailers],
+            "auto_submitted": facts.auto_submitted,
+            "bounce": facts.bounce,
         }
         self._db.execute(
             "UPDATE mails SET status = 'filed', kind = ?, kind_rule = ?, subject = ?, title = ?,"
@@ -467,16 +503,96 @@ class Store:
         return cursor.lastrowid
 
     def latest_test_run(self, series_id: int) -> StoredTestRun | None:
-        row = self._db.execute(
-            "SELECT id, series_id, started_at, finished_at, summary, tip_results FROM test_runs"
-            " WHERE series_id = ? ORDER BY id DESC LIMIT 1",
-            (series_id,),
-        ).fetchone()
+        runs = self._test_runs(series_id)
+        return runs[0] if runs else None
+
+    def test_run(self, run_id: int) -> StoredTestRun | None:
+        row = self._db.execute("SELECT series_id FROM test_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             return None
-        return StoredTestRun(
-            id=row[0], series_id=row[1], started_at=_moment(row[2]), finished_at=_moment(row[3]),
-            summary=json.loads(row[4]), tip=tuple(_result_from(item) for item in json.loads(row[5])),
+        return next(run for run in self._test_runs(row[0]) if run.id == run_id)
+
+    def _test_runs(self, series_id: int) -> list[StoredTestRun]:
+        rows = self._db.execute(
+            "SELECT id, series_id, started_at, finished_at, summary, tip_results FROM test_runs"
+            " WHERE series_id = ? ORDER BY id DESC", (series_id,),
+        ).fetchall()
+        return [StoredTestRun(id=row[0], series_id=row[1], started_at=_moment(row[2]), finished_at=_moment(row[3]),
+                              summary=json.loads(row[4]), tip=tuple(_result_from(item) for item in json.loads(row[5])))
+                for row in rows]
+
+    # -- test requests ----------------------------------------------------------------------
+
+    def request_test(self, series_id: int, reason: str, base_ref: str | None = None, first_only: bool = False) -> TestRequest | None:
+        """Ask for a test of a series; with first_only, only if it was never asked (None otherwise)."""
+        number = self._db.execute(
+            "SELECT coalesce(max(number), 0) + 1 FROM test_requests WHERE series_id = ?", (series_id,)
+        ).fetchone()[0]
+        if first_only and number > 1:
+            return None
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO test_requests (series_id, number, base_ref, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+            (series_id, number, base_ref, reason, _iso(datetime.now(timezone.utc))),
+        )
+        return TestRequest(cursor.lastrowid, series_id, number, base_ref, reason) if cursor.rowcount else None
+
+    def pending_test_requests(self) -> list[TestRequest]:
+        rows = self._db.execute(
+            "SELECT id, series_id, number, base_ref, reason FROM test_requests WHERE done_at IS NULL ORDER BY id"
+        ).fetchall()
+        return [TestRequest(*row) for row in rows]
+
+    def finish_test_request(self, request_id: int, test_run_id: int | None) -> None:
+        self._db.execute(
+            "UPDATE test_requests SET done_at = ?, test_run_id = ? WHERE id = ?",
+            (_iso(datetime.now(timezone.utc)), test_run_id, request_id),
+        )
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def enqueue_reply(self, key: str, series_id: int | None, message_id: str, sender: str,
+                      recipients: Sequence[str], data: bytes) -> bool:
+        """Keep a reply to send; False when one with this key exists (it is never made twice)."""
+        now = _iso(datetime.now(timezone.utc))
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO outbox (key, series_id, message_id, sender, recipients, data, next_attempt_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, series_id, message_id, sender, json.dumps(list(recipients)), data, now, now),
+        )
+        return bool(cursor.rowcount)
+
+    def has_reply(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None
+
+    def due_replies(self, now: datetime) -> list[OutboxItem]:
+        rows = self._db.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id",
+            (_iso(now),),
+        ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def replies(self, status: str | None = None) -> list[OutboxItem]:
+        rows = self._db.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE ? IS NULL OR status = ? ORDER BY id", (status, status)
+        ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def mark_reply_sent(self, item_id: int, note: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = ? WHERE id = ?",
+            (_iso(datetime.now(timezone.utc)), note, item_id),
+        )
+
+    def mark_reply_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            (error, _iso(next_attempt_at), item_id),
+        )
+
+    def mark_reply_failed(self, item_id: int, error: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error, item_id),
         )
 
     def base_result(self, base_commit: str, suite: str, suite_key: str) -> SuiteResult | None:
@@ -494,6 +610,31 @@ class Store:
 
 
 @dataclass(frozen=True)
+class TestRequest:
+    __test__ = False
+
+    id: int
+    series_id: int
+    number: int
+    base_ref: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    key: str
+    series_id: int | None
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    status: str
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class StoredTestRun:
     id: int
     series_id: int
@@ -501,6 +642,13 @@ class StoredTestRun:
     finished_at: datetime
     summary: dict  # the JSON object `patchbot test --json` printed
     tip: tuple[SuiteResult, ...]
+
+
+_OUTBOX_COLUMNS = "id, key, series_id, message_id, sender, recipients, data, status, attempts, last_error"
+
+
+def _outbox_item(row: tuple) -> OutboxItem:
+    return OutboxItem(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8], row[9])
 
 
 def _result_json(result: SuiteResult) -> dict:
@@ -539,7 +687,8 @@ def _mail_record(row: tuple) -> MailRecord:
             total=row[16], in_reply_to=row[17], has_diff=details.get("has_diff", False),
             files=tuple(FileChange(**change) for change in details.get("files", [])),
             trailers=tuple(Trailer(name, value) for name, value in details.get("trailers", [])),
-            pull_url=details.get("pull_url"),
+            pull_url=details.get("pull_url"), message_id=row[1],
+            auto_submitted=details.get("auto_submitted"), bounce=details.get("bounce", False),
         )
     return MailRecord(
         id=row[0], message_id=row[1], synthetic_id=bool(row[2]), origin=row[3],

@@ -104,6 +104,16 @@ class TestRun:
         }
 
 
+def secrets_of(config: Config, database: Path) -> tuple[Path, ...]:
+    """What code from a patch must never see: the config, the database and its journals, the SMTP password."""
+    paths = [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
+    if config.source is not None:
+        paths.append(config.source.resolve())
+    if config.smtp.password_file is not None:
+        paths.append(config.smtp.password_file)
+    return tuple(path for path in paths if path.exists())
+
+
 def work_dir(config: Config, db_path: Path) -> Path:
     return config.work_dir or db_path.parent / "work"
 
