@@ -99,7 +99,9 @@ MAX_NUMBER = 9999
 
 
 def _small(digits: str) -> int | None:
-    return int(digits) if len(digits) <= 4 and int(digits) <= MAX_NUMBER else None
+    # Leading zeros are fine ("[PATCH 001/120]"); the length check keeps int() cheap.
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= len(str(MAX_NUMBER)) and int(significant) <= MAX_NUMBER else None
 
 
 def _subject_from(tokens: list[str], title: str, reply: bool) -> Subject:
