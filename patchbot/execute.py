@@ -61,7 +61,9 @@ def limits_of(config: Config, wall_seconds: float) -> Limits:
 
 def sandbox_env(config: Config, environment: Path | None) -> dict[str, str]:
     """The whole environment inside: nothing of the bot's (no tokens, no passwords) leaks in."""
-    env = {"PATH": ":".join(config.path), "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "CI": "true"}
+    # PYTHONUNBUFFERED: a suite killed at its time limit still leaves what it printed.
+    env = {"PATH": ":".join(config.path), "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "CI": "true",
+           "PYTHONUNBUFFERED": "1"}
     if environment is not None:
         env["PATCHBOT_ENV"] = str(environment)
     return env
@@ -146,8 +148,12 @@ def _attempt(suite: SuiteConfig, workspace: Workspace, attempt: int) -> SuiteRun
 def _keep_output(workspace: Workspace, name: str, sandboxed: SandboxResult) -> Path:
     workspace.log_dir.mkdir(parents=True, exist_ok=True)
     path = workspace.log_dir / f"{name}-{workspace.label}.log"
-    note = b"\n[output truncated: %d bytes in all]\n" % sandboxed.output_bytes_total if sandboxed.output_truncated else b""
-    path.write_bytes(sandboxed.output + note)
+    notes = []
+    if sandboxed.output_truncated:
+        notes.append(f"output truncated: {sandboxed.output_bytes_total} bytes in all")
+    if sandboxed.ending is not Ending.EXITED and sandboxed.detail:
+        notes.append(sandboxed.detail)  # why it stopped: the time limit, the output limit...
+    path.write_bytes(sandboxed.output + b"".join(f"\n[patchbot: {note}]\n".encode() for note in notes))
     return path
 
 
@@ -162,6 +168,8 @@ def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path |
     exit_note = f"exit code {sandboxed.exit_code}" if sandboxed.exit_code else ""
     if sandboxed.ending is Ending.OUT_OF_MEMORY:
         exit_note = detail or "ran out of memory"
+    elif sandboxed.ending is Ending.OUTPUT_LIMIT:
+        exit_note = detail or "killed for writing too much output"
     if suite.format == "exit-code":
         outcome = Outcome.PASS if sandboxed.exit_code == 0 else Outcome.FAIL
         return SuiteResult(suite.name, outcome, None, duration, exit_note)
@@ -170,7 +178,7 @@ def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path |
     except ReportError as error:
         if sandboxed.exit_code != 0:
             # No usable report and a failing exit: the suite broke before reporting.
-            return SuiteResult(suite.name, Outcome.FAIL, None, duration, f"{exit_note}; no test report: {error}")
+            return SuiteResult(suite.name, Outcome.FAIL, None, duration, "; ".join(filter(None, (exit_note, f"no test report: {error}"))))
         return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"no test report: {error}")
     failing = report.failed > 0 or (sandboxed.exit_code != 0 and report.total == 0)
     return SuiteResult(suite.name, Outcome.FAIL if failing else Outcome.PASS, report, duration, exit_note)

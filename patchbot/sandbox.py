@@ -3,7 +3,8 @@
 The command sees the host's root file system read-only, its worktree (and any extra
 writable paths) read-write, a private /tmp, no network (a loopback of its own), no
 process outside its own pid namespace, no capabilities, and exactly the environment
-it is given. Paths holding the bot's secrets are covered by empty, read-only mounts.
+it is given. Paths holding the bot's secrets are covered: folders by empty read-only ones,
+files by /dev/null on a nodev mount, which cannot even be opened.
 
 How each limit is enforced:
 
