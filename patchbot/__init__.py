@@ -12,3 +12,7 @@ returns the next:
 """
 
 __version__ = "0.1.0"
+
+
+class PatchbotError(Exception):
+    """A failure to report to the user in one sentence (the command line maps it to an exit code)."""

@@ -8,6 +8,8 @@ is over, and leftovers of a crash when the next run starts.
 
 from __future__ import annotations
 
+from patchbot import PatchbotError
+
 import hashlib
 import logging
 import re
@@ -25,7 +27,7 @@ GIT_IDENTITY = ("-c", "user.name=patchbot", "-c", "user.email=patchbot@localhost
 GIT_TIMEOUT_S = 600
 
 
-class GitError(Exception):
+class GitError(PatchbotError):
     """A git command that must work (clone, fetch, worktree) did not: an infrastructure failure."""
 
 

@@ -10,19 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from patchbot import __version__
-from patchbot.apply import GitError
+from patchbot import PatchbotError, __version__
 from patchbot.config import Config, ConfigError, load_config
-from patchbot.sandbox import sandbox_available
-from patchbot.intake import IngestSummary, ingest
-from patchbot.show import (
-    ingest_summary_text, log_text, mail_object, mail_text, run_summary_text, series_list_text, series_object,
-    series_text, test_run_text,
-)
-from patchbot.sources.files import source_for
-from patchbot.store import Store, StoreError, default_db_path
-from patchbot.pipeline import run_pending
-from patchbot.testrun import TestRunError, clean_up_after_crash, secrets_of, test_series, work_dir
+from patchbot.store import Store, default_db_path
+
+# Each command imports the stages it drives: `patchbot test` need not load the SMTP client,
+# nor `patchbot series list` the sandbox.
 
 log = logging.getLogger("patchbot")
 
@@ -44,7 +37,7 @@ exit codes:
 """
 
 
-class NotFound(Exception):
+class NotFound(PatchbotError):
     pass
 
 
@@ -151,6 +144,10 @@ def db_path(args: argparse.Namespace, config: Config) -> Path:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from patchbot.intake import IngestSummary, ingest
+    from patchbot.show import ingest_summary_text
+    from patchbot.sources.files import source_for
+
     store = open_store(args)
     summary = IngestSummary()
     for path in args.paths:
@@ -163,7 +160,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_UNREADABLE if summary.unreadable else EXIT_OK
 
 
-def _progress_printer(name: str, summary: IngestSummary) -> Callable[[], None]:
+def _progress_printer(name: str, summary) -> Callable[[], None]:
     """Report progress on stderr at most every two seconds, so long back-fills show life."""
     started = last = time.monotonic()
     start_total = summary.total
@@ -181,6 +178,9 @@ def _progress_printer(name: str, summary: IngestSummary) -> Callable[[], None]:
 
 def prepare_testing(config: Config, database: Path, repository_url: str | None = None) -> Path:
     """Check the sandbox and clean up after a crash; returns the work folder."""
+    from patchbot.sandbox import sandbox_available
+    from patchbot.testrun import TestRunError, clean_up_after_crash, work_dir
+
     unavailable = sandbox_available()
     if unavailable:
         raise TestRunError(f"the sandbox cannot run here: {unavailable}")
@@ -191,6 +191,9 @@ def prepare_testing(config: Config, database: Path, repository_url: str | None =
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from patchbot.show import test_run_text
+    from patchbot.testrun import secrets_of, test_series
+
     config = load_config(args.config)
     database = db_path(args, config)
     store = Store(database)
@@ -207,6 +210,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from patchbot.pipeline import run_pending
+    from patchbot.show import run_summary_text
+    from patchbot.testrun import secrets_of
+
     config = load_config(args.config)
     database = db_path(args, config)
     store = Store(database)
@@ -216,6 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from patchbot.show import log_text
+
     run = open_store(args).test_run(args.run_id)
     if run is None:
         raise NotFound(f"no test run {args.run_id}")
@@ -238,6 +247,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_series_list(args: argparse.Namespace) -> int:
+    from patchbot.show import series_list_text, series_object
+
     all_series = open_store(args).all_series()
     if args.json:
         _print_json([series_object(series) for series in all_series])
@@ -247,6 +258,8 @@ def cmd_series_list(args: argparse.Namespace) -> int:
 
 
 def cmd_series_show(args: argparse.Namespace) -> int:
+    from patchbot.show import series_object, series_text, test_run_text
+
     store = open_store(args)
     series = store.series(args.series_id)
     if series is None:
@@ -262,6 +275,8 @@ def cmd_series_show(args: argparse.Namespace) -> int:
 
 
 def cmd_message_show(args: argparse.Namespace) -> int:
+    from patchbot.show import mail_object, mail_text
+
     message_id = args.message_id.strip()
     if not message_id.startswith("<"):
         message_id = f"<{message_id}>"
@@ -289,14 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("configuration: %s", error)
         return EXIT_CONFIG
-    except StoreError as error:
-        log.error("%s", error)
-        return EXIT_FAILURE
-    except (TestRunError, GitError) as error:
-        log.error("%s", error)
-        return EXIT_FAILURE
     except NotFound as error:
         log.error("%s", error)
         return EXIT_NOT_FOUND
+    except PatchbotError as error:  # the store, git, a test run: one sentence, no traceback
+        log.error("%s", error)
+        return EXIT_FAILURE
     except BrokenPipeError:
         return EXIT_OK  # `patchbot series list | head`: the reader left, nothing went wrong

@@ -7,6 +7,8 @@ and the environments they need, and the limits every suite runs within.
 
 from __future__ import annotations
 
+from patchbot import PatchbotError
+
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-class ConfigError(Exception):
+class ConfigError(PatchbotError):
     """The configuration is unusable; `key` is the dotted path of the offending key."""
 
     def __init__(self, key: str, message: str, path: Path | None = None):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import jinja2
-
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def _environment():
+    import jinja2  # only commands that print text pay for importing it
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,  # a misspelt value fails loudly, not as blank text

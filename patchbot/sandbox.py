@@ -327,6 +327,7 @@ class PidsCgroup:
     def remove(self) -> None:
         """Kill what is left inside, then remove the cgroup."""
         give_up_at = time.monotonic() + KILL_GRACE_S
+        pause = 0.001  # usually a millisecond or two until the kernel has reaped everything
         while True:
             # Normally empty by now: the sandbox's processes die with its pid 1.
             for pid in (self.path / "cgroup.procs").read_text().split():
@@ -341,7 +342,8 @@ class PidsCgroup:
                 # Killed members leave the cgroup only once the kernel has reaped them.
                 if error.errno != errno.EBUSY or time.monotonic() > give_up_at:
                     raise
-            time.sleep(0.02)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
 
 def _remove_abandoned_cgroups(parent: Path) -> None:

@@ -6,6 +6,8 @@ a store applies whatever is missing, in one transaction each.
 
 from __future__ import annotations
 
+from patchbot import PatchbotError
+
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -126,7 +128,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-class StoreError(Exception):
+class StoreError(PatchbotError):
     """The database cannot be opened or is not one of ours."""
 
 

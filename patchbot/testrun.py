@@ -1,10 +1,13 @@
 """Test one series version end to end: choose the base, apply, plan, run at tip and base, compare.
 
-The suites' results at a base commit are kept in the store and reused by every later series
-on the same base, so a base is tested once per suite configuration.
+The base is tested only for suites that fail at the tip (to tell new failures from old
+ones), and its results are kept in the store and reused by every later series on the same
+base, so a base is tested at most once per suite configuration.
 """
 
 from __future__ import annotations
+
+from patchbot import PatchbotError
 
 import hashlib
 import json
@@ -28,7 +31,7 @@ from patchbot.testreports import Outcome
 log = logging.getLogger(__name__)
 
 
-class TestRunError(Exception):
+class TestRunError(PatchbotError):
     """The run cannot start: no repository configured, the series is unknown or empty."""
 
     __test__ = False
@@ -215,36 +218,46 @@ def _run_suites(store, config, mirror, series, applied, work, hidden, started) -
     logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
     needed = {suite.environment for suite in plan.run if suite.environment}
     tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", work, needed)
-    base: dict[str, SuiteResult] = {}
-    base_missing = []
-    for suite in plan.run:
-        cached = store.base_result(applied.base_commit, suite.name, suite_key(suite))
-        if cached is not None:
-            base[suite.name] = cached
-        else:
-            base_missing.append(suite)
-    base_tree = None
-    try:
-        jobs = [(suite, tip_space) for suite in plan.run]
-        if base_missing:
-            base_tree = apply_series(mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [], work / "worktrees")
-            base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", work, needed)
-            jobs += [(suite, base_space) for suite in base_missing]
-        runs = run_suites(jobs, config.parallel)
-    finally:
-        if base_tree is not None:
-            remove_worktree(mirror, base_tree.worktree)
-    tip = tuple(runs[: len(plan.run)])
-    with store.transaction():
-        for run in runs[len(plan.run):]:
-            base[run.result.suite] = run.result
-            if run.result.outcome in (Outcome.PASS, Outcome.FAIL):  # the machine's failures are not kept
-                store.keep_base_result(applied.base_commit, suite_key(config.suites[run.result.suite]), run.result)
+    tip = tuple(run_suites([(suite, tip_space) for suite in plan.run], config.parallel))
+    base = _base_results(store, config, mirror, applied, tip, logs, hidden, work, needed)
     previous = {}
     if series.supersedes_id is not None and (earlier := store.latest_test_run(series.supersedes_id)):
         previous = {result.suite: result for result in earlier.tip}
     verdict = compare([run.result for run in tip], base, previous)
     return TestRun(series, applied, plan, tip, base, verdict, started)
+
+
+def _base_results(store, config, mirror, applied, tip, logs, hidden, work, needed) -> dict[str, SuiteResult]:
+    """The base's results for the suites that failed at the tip: kept ones, else run now.
+
+    A suite that passes at the tip has no failure to classify, so its base is not run: a
+    passing series costs one run of its suites, not two.
+    """
+    base: dict[str, SuiteResult] = {}
+    missing = []
+    for run in tip:
+        suite = config.suites[run.result.suite]
+        if run.result.outcome is not Outcome.FAIL:
+            continue
+        cached = store.base_result(applied.base_commit, suite.name, suite_key(suite))
+        if cached is not None:
+            base[suite.name] = cached
+        else:
+            missing.append(suite)
+    if not missing:
+        return base
+    base_tree = apply_series(mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [], work / "worktrees")
+    try:
+        base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", work, needed)
+        runs = run_suites([(suite, base_space) for suite in missing], config.parallel)
+    finally:
+        remove_worktree(mirror, base_tree.worktree)
+    with store.transaction():
+        for run in runs:
+            base[run.result.suite] = run.result
+            if run.result.outcome in (Outcome.PASS, Outcome.FAIL):  # the machine's failures are not kept
+                store.keep_base_result(applied.base_commit, suite_key(config.suites[run.result.suite]), run.result)
+    return base
 
 
 def _workspace(config: Config, worktree: Path, logs: Path, hidden, label: str, work: Path, needed: set[str]) -> Workspace:
