@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from patchbot import PatchbotError
 
+import fcntl
 import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,22 +95,34 @@ def mirror_path(mirrors_dir: Path, url: str) -> Path:
     return mirrors_dir / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.git"
 
 
+@contextmanager
+def mirror_lock(mirror: Path) -> Iterator[None]:
+    """Hold the mirror's lock: two processes (cron overlapping a run) must not clone or fetch at once."""
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with open(mirror.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_mirror(url: str, mirrors_dir: Path) -> Path:
     """A bare mirror of `url`, cloned on first use."""
     path = mirror_path(mirrors_dir, url)
-    if not (path / "HEAD").exists():
-        mirrors_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        log.info("cloning %s into %s", url, path)
-        git("clone", "--mirror", "--quiet", url, str(partial))
-        partial.rename(path)
+    if (path / "HEAD").exists():
+        return path
+    with mirror_lock(path):
+        if not (path / "HEAD").exists():
+            partial = path.with_suffix(".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            log.info("cloning %s into %s", url, path)
+            git("clone", "--mirror", "--quiet", url, str(partial))
+            partial.rename(path)
     return path
 
 
 def fetch(mirror: Path) -> None:
     log.debug("fetching %s", mirror)
-    git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
+    with mirror_lock(mirror):
+        git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
 
 
 def resolve(mirror: Path, ref: str) -> str | None:
@@ -128,14 +143,33 @@ def resolve_fetching(mirror: Path, ref: str, refresh: bool) -> str | None:
 
 
 def clean_leftover_worktrees(mirror: Path, worktrees_dir: Path) -> int:
-    """Remove worktrees a crashed run left behind; returns how many were removed."""
+    """Remove worktrees that crashed runs left behind; returns how many were removed.
+
+    A worktree's name carries the pid of the process using it: those of live processes
+    (another run going on at the same time) are left alone."""
     removed = 0
     if worktrees_dir.is_dir():
         for leftover in worktrees_dir.iterdir():
+            if _owner_alive(leftover.name):
+                continue
             shutil.rmtree(leftover, ignore_errors=True)
             removed += 1
     git("worktree", "prune", cwd=mirror, check=False)
     return removed
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether another live process uses this worktree (ours are leftovers: we start now)."""
+    match = re.match(r"run-(\d+)-", name)
+    if match is None or int(match.group(1)) == os.getpid():
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_worktree(mirror: Path, worktree: Path) -> None:
@@ -154,7 +188,7 @@ def apply_series(mirror: Path, base: BaseChoice, patches: Sequence[PatchMail], w
     if base_commit is None:
         raise GitError(f"the base {base.ref} is not in {mirror}")
     worktrees_dir.mkdir(parents=True, exist_ok=True)
-    worktree = Path(tempfile.mkdtemp(prefix="run-", dir=worktrees_dir))
+    worktree = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=worktrees_dir))
     git("worktree", "add", "--detach", "--force", str(worktree), base_commit, cwd=mirror)
     behind = _commits_behind(mirror, base_commit, base.branch)
     for prerequisite in base.prerequisites:

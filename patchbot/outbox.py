@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import logging
 import mailbox
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -30,6 +32,23 @@ log = logging.getLogger(__name__)
 # How long a whole delivery (connect, TLS, login, data) may take: aiosmtplib's timeout is per step.
 SEND_DEADLINE_S = 300
 MAX_BACKOFF_S = 6 * 3600
+# Longer than any delivery may take; a claim of a sender that died on this host lapses at once.
+CLAIM_LEASE = timedelta(seconds=2 * SEND_DEADLINE_S)
+CLAIMER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claimer_alive(claimer: str) -> bool:
+    """Whether the process that claimed a reply may still be sending it."""
+    host, _, pid = claimer.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's sender: only its lease tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Delivery:
@@ -85,8 +104,8 @@ def enqueue(store: Store, config: Config, reply: Reply) -> bool:
 
 
 def send_due(store: Store, config: Config, now: datetime | None = None) -> list[SendOutcome]:
-    """Try every reply whose time has come, once each."""
-    items = store.due_replies(now or datetime.now(timezone.utc))
+    """Try every reply whose time has come and that no other sender has claimed, once each."""
+    items = store.claim_due_replies(now or datetime.now(timezone.utc), CLAIMER, CLAIM_LEASE, claimer_alive)
     if not items:
         return []
     return asyncio.run(_send_all(store, config, items))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.utils import formataddr
 
 from patchbot.config import Config
 from patchbot.mail.headers import address_of, message_ids_in
@@ -51,6 +52,8 @@ def thread_of(store: Store, series: SeriesRecord) -> Thread:
     head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
     unfolded = re.sub(r"\r?\n[ \t]+", " ", head)
     references = message_ids_in(next(iter(re.findall(r"(?im)^references:(.*)$", unfolded)), ""))
+    if not references and record.facts and record.facts.in_reply_to:
+        references = (record.facts.in_reply_to,)  # RFC 5322 3.6.4: the parent's In-Reply-To stands in
     subject = record.facts.subject if record.facts else series.title
     return Thread(subject, record.message_id, references)
 
@@ -78,7 +81,7 @@ def result_reply(store: Store, config: Config, series: SeriesRecord, run: Stored
 
 def recipients(config: Config, series: SeriesRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """To the list and Cc the author, as configured; To the author when there is no list."""
-    author = f"{series.author_name} <{series.author}>" if series.author_name else series.author
+    author = formataddr((" ".join(series.author_name.split()), series.author))  # quoted where the name needs it
     if config.mail.list_address is None:
         return (author,), ()
     return (config.mail.list_address,), ((author,) if config.mail.cc_author else ())
@@ -126,7 +129,8 @@ def _headline(series: SeriesRecord, summary: dict, base: str) -> str:
         parts.append(f"{', '.join(infra)} could not be run (a problem of the test machine, not of the patch)")
     if not parts:
         if old:
-            return f"{start}: no new failures; {_count(old, 'test')} that already fail on {summary['base_ref']} fail here too."
+            verb = "fails" if old == 1 else "fail"
+            return f"{start}: no new failures; {_count(old, 'test')} that already {verb} on {summary['base_ref']} {verb} here too."
         return f"{start}: every suite passed."
     return f"{start}: " + "; ".join(parts) + "."
 
@@ -187,8 +191,10 @@ def _excerpts(run: StoredTestRun, summary: dict) -> list[dict]:
                 text = failure_excerpt(case.detail or case.message)
             else:
                 text = suite["detail"] or "the suite failed without a per-test report; see the full log"
-            base = summary["base_ref"]
-            excerpts.append({"title": f"{suite['name']}: {_short(test)} (new; passes on {base})", "text": _indent(text)})
+            on_base = suite.get("new_failures_on_base", {}).get(test, "unknown")
+            note = {"passed": f"passes on {summary['base_ref']}", "absent": f"not on {summary['base_ref']}",
+                    "skipped": f"skipped on {summary['base_ref']}"}.get(on_base, f"{summary['base_ref']} could not be compared")
+            excerpts.append({"title": f"{suite['name']}: {_short(test)} (new; {note})", "text": _indent(text)})
     return excerpts
 
 
@@ -196,10 +202,14 @@ def failure_excerpt(detail: str) -> str:
     """The lines that say why a test failed: pytest's `>`/`E` lines where present, else the end."""
     lines = [line[:EXCERPT_WIDTH] for line in detail.strip("\n").splitlines() if line.strip()]
     marked = [index for index, line in enumerate(lines) if line.startswith(("E ", ">"))]
-    if marked:
-        start, end = marked[0], min(len(lines), marked[-1] + 2)
-        lines = lines[start:end]
-    return "\n".join(lines[-EXCERPT_LINES:])
+    if not marked:
+        return "\n".join(lines[-EXCERPT_LINES:])
+    start, end = marked[0], min(len(lines), marked[-1] + 2)
+    lines = lines[start:end]
+    if len(lines) > EXCERPT_LINES:
+        # A long assertion diff: its start (the assertion) and where it failed, not its middle.
+        lines = [*lines[: EXCERPT_LINES - 2], "[...]", lines[-1]]
+    return "\n".join(lines)
 
 
 def _git_words(detail: str) -> str:
@@ -215,9 +225,13 @@ def _conflict_line(conflict: dict) -> str:
 
 
 def _log_hint(config: Config, run: StoredTestRun, suites: list[dict]) -> str:
+    """Where the whole output is; empty when no suite ran (a series that did not apply)."""
+    if not suites:
+        return ""
     hint = f"patchbot log {run.id}"
     if config.mail.log_url:
-        urls = [config.mail.log_url.format(run=run.id, suite=suite["name"]) for suite in suites if suite["status"] != "pass"]
+        urls = dict.fromkeys(config.mail.log_url.format(run=run.id, suite=suite["name"])
+                             for suite in suites if suite["status"] != "pass")
         return f"{hint}; " + ", ".join(urls) if urls else hint
     return hint
 

@@ -126,5 +126,5 @@ def run_summary_text(counts: dict[str, int]) -> str:
 
 
 def log_text(run_id: int, suite: dict, text: str) -> str:
-    return render("cli/suite-log.txt", run_id=run_id, name=suite["name"], command=suite["command"],
+    return render("cli/suite-log.txt", run_id=run_id, suite_name=suite["name"], command=suite["command"],
                   status=suite["status"], text=text)

@@ -10,10 +10,10 @@ from patchbot import PatchbotError
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from patchbot.mail.diff import FileChange
@@ -124,6 +124,12 @@ MIGRATIONS: tuple[str, ...] = (
         sent_at TEXT
     );
     CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    """,
+    # 3 -> 4: a sender claims the replies it is sending, so that two passes at once (cron
+    # overlapping a slow run) never send one twice; a dead sender's claims lapse.
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until TEXT
     """,
 )
 
@@ -566,12 +572,23 @@ class Store:
     def has_reply(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None
 
-    def due_replies(self, now: datetime) -> list[OutboxItem]:
-        rows = self._db.execute(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id",
-            (_iso(now),),
-        ).fetchall()
-        return [_outbox_item(row) for row in rows]
+    def claim_due_replies(self, now: datetime, claimer: str, lease: timedelta,
+                          claimer_alive: Callable[[str], bool]) -> list[OutboxItem]:
+        """Claim the replies due for sending that nobody else is sending, and return them.
+
+        A claim lapses when its lease ends or its claimer is known to be dead (a crash)."""
+        with self.transaction():
+            rows = self._db.execute(
+                f"SELECT {_OUTBOX_COLUMNS}, claimed_by, claimed_until FROM outbox"
+                " WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id", (_iso(now),),
+            ).fetchall()
+            free = [row for row in rows
+                    if row[-2] is None or _moment(row[-1]) < now or not claimer_alive(row[-2])]
+            self._db.executemany(
+                "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+                [(claimer, _iso(now + lease), row[0]) for row in free],
+            )
+        return [_outbox_item(row[:-2]) for row in free]
 
     def replies(self, status: str | None = None) -> list[OutboxItem]:
         rows = self._db.execute(
@@ -581,19 +598,22 @@ class Store:
 
     def mark_reply_sent(self, item_id: int, note: str | None = None) -> None:
         self._db.execute(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = ? WHERE id = ?",
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = ?,"
+            " claimed_by = NULL WHERE id = ?",
             (_iso(datetime.now(timezone.utc)), note, item_id),
         )
 
     def mark_reply_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
         self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, claimed_by = NULL"
+            " WHERE id = ?",
             (error, _iso(next_attempt_at), item_id),
         )
 
     def mark_reply_failed(self, item_id: int, error: str) -> None:
         self._db.execute(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, claimed_by = NULL"
+            " WHERE id = ?",
             (error, item_id),
         )
 

@@ -91,6 +91,7 @@ class TestRun:
                     "failed": verdict.failed,
                     "skipped": verdict.skipped,
                     "new_failures": list(verdict.new_failures),
+                    "new_failures_on_base": {test: self._on_base(verdict.suite, test) for test in verdict.new_failures},
                     "preexisting_failures": list(verdict.preexisting_failures),
                     "fixed": list(verdict.fixed),
                     "fixed_since_previous": list(verdict.fixed_since_previous),
@@ -105,6 +106,18 @@ class TestRun:
                 for verdict in (self.verdict.suites if self.verdict else ())
             ],
         }
+
+    def _on_base(self, suite: str, test: str) -> str:
+        """What a test that fails at the tip did on the base: passed, absent, skipped or unknown."""
+        base = self.base.get(suite)
+        if base is None or base.outcome not in (Outcome.PASS, Outcome.FAIL):
+            return "unknown"
+        if base.report is None:
+            return "passed" if base.outcome is Outcome.PASS else "unknown"
+        case = next((case for case in base.report.cases if case.name == test), None)
+        if case is None:
+            return "absent"
+        return {Outcome.PASS: "passed", Outcome.SKIPPED: "skipped"}.get(case.outcome, "unknown")
 
 
 def secrets_of(config: Config, database: Path) -> tuple[Path, ...]:

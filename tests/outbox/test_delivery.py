@@ -205,13 +205,9 @@ def test_dry_run_writes_the_replies_to_an_mbox_and_sends_nothing(outbox, tmp_pat
     assert [row["status"] for row in outbox_rows(config.db)] == ["sent"] * 5, counts
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: two `patchbot run` at once (cron overlapping a slow run) both send every "
-                   "due reply: outbox.send_due reads store.due_replies() and sends with no claim or lock, so each "
-                   "reply reaches the list twice")
 def test_two_passes_at_once_send_each_reply_once(outbox):
-    # The server answers no DATA before a second sender has connected: both passes are in flight.
-    # (Were replies claimed before sending, the second would find nothing due, never connect, and
-    # the first would be answered after the hold's 10 s.)
+    # The server holds DATA until a second sender connects or 10 s pass: were replies not claimed
+    # before sending, both passes would be in flight with the same replies.
     handler = Handler(hold_for_sessions=2)
     with smtp_server(handler) as port:
         store, config = outbox(port)

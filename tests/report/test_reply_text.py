@@ -206,9 +206,6 @@ def test_a_failure_in_a_helper_shows_the_call_and_the_assertion(pytest_cases):
     assert len(lines) <= 20
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: report.failure_excerpt keeps the last 20 lines of the marked range, so a "
-                   "long assertion diff (pytest -vv, or CI) shows only the diff's tail: the `>` assertion line and "
-                   "the `E AssertionError: assert ...` line are cut")
 def test_a_long_assertion_diff_still_shows_the_assertion(pytest_cases):
     excerpt = failure_excerpt(pytest_cases["test_long_diff"].detail)
     lines = excerpt.splitlines()
@@ -229,8 +226,6 @@ def test_only_failures_that_already_fail_on_the_base():
     assert "==" not in text and "To reproduce" not in text and not re.search(r"\d new failure", text)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: report._headline with one pre-existing failure says '1 test that already "
-                   "fail on master fail here too' (verbs not made singular)")
 def test_one_preexisting_failure_reads_in_the_singular():
     series = make_series()
     tip = python_result(Outcome.FAIL, ("t::test_upstream_broke_this", Outcome.FAIL), *passing("t::test_ok"))
@@ -349,8 +344,6 @@ def test_log_url_puts_the_logs_of_the_suites_that_did_not_pass_in_full_logs():
             "https://ci.example.org/logs/7/php.log\n") in text
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: report._log_hint formats log_url once per suite that did not pass; a "
-                   "log_url without {suite} (allowed: only {run} is required) repeats the same URL")
 def test_a_log_url_without_suite_is_given_once():
     config = replace(CONFIG, mail=replace(CONFIG.mail, log_url="https://ci.example.org/runs/{run}"))
     series = make_series()
@@ -362,8 +355,6 @@ def test_a_log_url_without_suite_is_given_once():
     assert hint.count("https://ci.example.org/runs/7") == 1, hint
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: report._excerpts titles every new failure '(new; passes on <base>)', also "
-                   "a test the base does not have (added by the series) or one whose base run timed out")
 def test_a_new_test_that_fails_is_not_said_to_pass_on_the_base():
     series = make_series()
     tip = python_result(Outcome.FAIL, ("t::test_added_by_the_series", Outcome.FAIL), *passing("t::test_old"))
@@ -453,9 +444,6 @@ def test_an_encoded_newline_in_a_subject_or_a_name_makes_no_header(store):
     assert str(message["In-Reply-To"]) == "<enc@example.org>"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: report.recipients builds the Cc as f'{author_name} <{author}>' without "
-                   "quoting the name: a name with a comma, a colon or <...> (possible after RFC 2047 decoding) "
-                   "becomes extra/other addresses in Cc and in the envelope (address_of picks the wrong one)")
 @pytest.mark.parametrize("sender, name", [
     ('"Doe, Jane" <jane@example.org>', "Doe, Jane"),
     ('"Jane <evil@example.org>" <jane@example.org>', "Jane <evil@example.org>"),
@@ -484,9 +472,6 @@ def test_the_reply_continues_the_thread_of_the_patch(store):
     assert reply.key == f"series-{series.id}/v1/result/1" and reply.series_tag == f"{series.id}/v1"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: report.thread_of reads only the parent's References; a patch with "
-                   "In-Reply-To and no References gets a reply whose References lacks the In-Reply-To id "
-                   "(RFC 5322 3.6.4 says to use it)")
 def test_a_parent_with_in_reply_to_only_still_gives_full_references(store):
     series = filed_series(store, patch_mail("Jane Doe <jane@example.org>", "[PATCH] rpc: a change", "<p3@example.org>",
                                             "In-Reply-To: <p2@example.org>\n"))
