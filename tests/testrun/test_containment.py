@@ -170,7 +170,7 @@ def attack(bot: Bot, upstream: Contributor, tmp_path: Path, name: str, subject: 
     assert [suite["name"] for suite in result["suites"]] == ["python", "parity"], result["suites"]
     python, parity = result["suites"]
     assert parity["status"] == "pass", parity
-    assert python["base_status"] == "pass", python
+    assert python["base_status"] in ("pass", None), python  # None: the base is run only for failures
     return result, python, peak
 
 
@@ -476,7 +476,9 @@ def test_a_gigabyte_of_output_is_cut_short_and_kept_small(bot, upstream, tmp_pat
     log_size = Path(python["log"]).stat().st_size
     assert log_size <= OUTPUT_KB * 1024 + 200, log_size
     # The bot reads at most OUTPUT_KILL_FACTOR times the limit and keeps only the limit in memory.
-    assert peak < 150 << 20, f"the bot's peak memory: {peak >> 20} MiB"
+    # wait4's peak also counts the children it reaped (the sandboxed suites): tens of MiB
+    # usually, a few hundred on a loaded machine; holding the gigabyte would be far above.
+    assert peak < 400 << 20, f"the bot's peak memory: {peak >> 20} MiB"
     assert python["status"] == "fail", python
     assert re.search(rb"\[patchbot: output truncated: \d+ bytes in all\]\n", Path(python["log"]).read_bytes())
     carries_on(bot, upstream, tmp_path)
