@@ -173,7 +173,7 @@ def _owner_alive(name: str) -> bool:
 
 
 def remove_worktree(mirror: Path, worktree: Path) -> None:
-    git("worktree", "remove", "--force", str(worktree), cwd=mirror, check=False)
+    # Removing the folder and pruning does what `git worktree remove --force` does, in one git run.
     shutil.rmtree(worktree, ignore_errors=True)
     git("worktree", "prune", cwd=mirror, check=False)
 
@@ -206,6 +206,16 @@ def apply_series(mirror: Path, base: BaseChoice, patches: Sequence[PatchMail], w
                            failed_subject=patch.subject, conflicts=failure[0], base_behind_tip=behind, detail=failure[1])
     head = git("rev-parse", "HEAD", cwd=worktree).stdout.decode().strip()
     return Applied(True, base, base_commit, worktree, head, base_behind_tip=behind)
+
+
+def paths_in_tree(mirror: Path, commit: str, paths: Sequence[str]) -> set[str]:
+    """Which of `paths` exist (as files or folders) in a commit's tree, asked of git once."""
+    if not paths:
+        return set()
+    query = "".join(f"{commit}:{path.rstrip('/')}\n" for path in paths).encode()
+    result = git("cat-file", "--batch-check", cwd=mirror, stdin=query, check=False)
+    answers = result.stdout.decode(errors="replace").splitlines()
+    return {path for path, answer in zip(paths, answers) if not answer.endswith(" missing")}
 
 
 def _commits_behind(mirror: Path, base_commit: str, branch: str) -> int:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from patchbot.apply import (
-    Applied, BaseChoice, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, git,
+    Applied, BaseChoice, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, paths_in_tree,
     remove_worktree, resolve,
 )
 from patchbot.config import Config, RepositoryConfig, SuiteConfig
@@ -227,7 +227,9 @@ def suite_key(suite: SuiteConfig) -> str:
 
 def _run_suites(store, config, mirror, series, applied, work, hidden, started) -> TestRun:
     paths = _paths_touched(store, series)
-    plan = plan_suites(paths, config, lambda path: _exists(mirror, applied.base_commit, path))
+    required = sorted({path for suite in config.suites.values() for path in suite.requires})
+    present = paths_in_tree(mirror, applied.base_commit, required)
+    plan = plan_suites(paths, config, present.__contains__)
     logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
     needed = {suite.environment for suite in plan.run if suite.environment}
     tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", work, needed)
@@ -294,7 +296,3 @@ def _paths_touched(store: Store, series: SeriesRecord) -> list[str]:
             if change.old_path:
                 paths.append(change.old_path)
     return paths
-
-
-def _exists(mirror: Path, commit: str, path: str) -> bool:
-    return git("cat-file", "-e", f"{commit}:{path.rstrip('/')}", cwd=mirror, check=False).returncode == 0
