@@ -241,8 +241,12 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from patchbot.demo import run_demo  # the demo's SMTP server is not needed elsewhere
 
-    for reply in run_demo(args.keep):
+    from patchbot.render import render
+
+    replies = run_demo(args.keep)
+    for reply in replies:
         sys.stdout.write(reply)
+    sys.stdout.write(render("cli/demo-end.txt", count=len(replies), keep=str(args.keep.resolve()) if args.keep else ""))
     return EXIT_OK
 
 
