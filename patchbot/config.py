@@ -81,6 +81,7 @@ class MailConfig:
 
 
 SMTP_SECURITY = ("plain", "starttls", "tls")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class SmtpConfig:
     security: str = "plain"  # plain | starttls | tls
     username: str | None = None
     password_file: Path | None = None  # read when sending; never logged
+    ca_file: Path | None = None  # certificates to trust for TLS, besides the system's
     timeout_s: float = 60.0
     retry_base_s: float = 60.0  # first retry after a temporary failure; doubles each time
     max_attempts: int = 10  # then the reply is marked failed
@@ -319,10 +321,12 @@ def _smtp(table: _Table, here: Path) -> SmtpConfig:
         username=table.get("username", str), password_file=_path(table.get("password_file", str), here),
         timeout_s=table.positive("timeout", float, 60.0), retry_base_s=table.positive("retry_base", float, 60.0),
         max_attempts=table.positive("max_attempts", int, 10),
-        dry_run_mbox=_path(table.get("dry_run_mbox", str), here),
+        dry_run_mbox=_path(table.get("dry_run_mbox", str), here), ca_file=_path(table.get("ca_file", str), here),
     )
     if smtp.password_file is not None and smtp.username is None:
         raise ConfigError("smtp.username", "is required with smtp.password_file")
+    if smtp.password_file is not None and smtp.security == "plain" and smtp.host not in LOOPBACK_HOSTS:
+        raise ConfigError("smtp.security", f"'plain' would send the password to {smtp.host} in clear: use starttls or tls")
     table.done()
     return smtp
 

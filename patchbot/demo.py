@@ -51,9 +51,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server(handler) -> Iterator[int]:
-    """A real SMTP server on 127.0.0.1; yields its port."""
-    port = free_port()
+def smtp_server(handler, port: int | None = None) -> Iterator[int]:
+    """A real SMTP server on 127.0.0.1 (on `port`, else a free one); yields its port."""
+    port = port or free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -119,8 +119,7 @@ async def _send_all(store: Store, config: Config, items: list[OutboxItem]) -> li
             outcome = _write_to_mbox(config.smtp.dry_run_mbox, item)
         else:
             outcome = await _deliver(config.smtp, password, item)
-        _record(store, config.smtp, item, outcome)
-        outcomes.append(outcome)
+        outcomes.append(_record(store, config.smtp, item, outcome))
     return outcomes
 
 
@@ -148,6 +147,7 @@ async def _deliver(smtp: SmtpConfig, password: str | None, item: OutboxItem) -> 
             item.data, sender=item.sender, recipients=list(item.recipients), hostname=smtp.host, port=smtp.port,
             use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls",
             username=smtp.username, password=password, timeout=smtp.timeout_s,
+            cert_bundle=str(smtp.ca_file) if smtp.ca_file else None,
         ), SEND_DEADLINE_S)
     except aiosmtplib.SMTPRecipientsRefused as error:
         codes = [refusal.code for refusal in error.recipients]
@@ -165,15 +165,19 @@ async def _deliver(smtp: SmtpConfig, password: str | None, item: OutboxItem) -> 
     return SendOutcome(item.key, Delivery.SENT, response)
 
 
-def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutcome) -> None:
+def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutcome) -> SendOutcome:
+    """Store what came of an attempt; returns the outcome as stored (a retry past the last
+    attempt is a failure)."""
     with store.transaction():
         if outcome.result == Delivery.SENT:
             store.mark_reply_sent(item.id, outcome.detail if "refused" in outcome.detail else None)
             log.info("sent %s (%s)", item.message_id, item.key)
-        elif outcome.result == Delivery.RETRY and item.attempts + 1 < smtp.max_attempts:
+            return outcome
+        if outcome.result == Delivery.RETRY and item.attempts + 1 < smtp.max_attempts:
             delay = min(smtp.retry_base_s * 2 ** item.attempts, MAX_BACKOFF_S)
             store.mark_reply_retry(item.id, outcome.detail, datetime.now(timezone.utc) + timedelta(seconds=delay))
             log.warning("deferred %s: %s; next attempt in %.0f s", item.key, outcome.detail, delay)
-        else:
-            store.mark_reply_failed(item.id, outcome.detail)
-            log.error("could not send %s: %s", item.key, outcome.detail)
+            return outcome
+        store.mark_reply_failed(item.id, outcome.detail)
+        log.error("could not send %s: %s", item.key, outcome.detail)
+        return SendOutcome(item.key, Delivery.FAILED, outcome.detail)

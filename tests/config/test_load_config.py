@@ -78,3 +78,12 @@ def test_errors_name_the_key(tmp_path, change, key):
 def test_not_toml_is_reported_with_the_file(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(tmp_path, "[store\n")
+
+
+def test_a_password_is_never_sent_in_clear_to_another_host(tmp_path):
+    text = '[smtp]\nhost = "mail.example.org"\nusername = "bot"\npassword_file = "pw"\n'
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, text)
+    assert raised.value.key == "smtp.security"
+    assert load(tmp_path, text + 'security = "starttls"\n').smtp.security == "starttls"
+    assert load(tmp_path, text.replace("mail.example.org", "localhost")).smtp.host == "localhost"

@@ -17,15 +17,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
+
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from patchbot.config import Config, load_config
-from patchbot.demo import free_port
+from patchbot.demo import smtp_server  # noqa: F401 - the tests use it from here
 from patchbot.intake import take_in
 from patchbot.pipeline import STAGES, Context, run_pending
 from patchbot.sample import SAMPLE_MAILS, build_sample_repo, write_sample_config
@@ -52,7 +50,6 @@ V1_COVER = "<suggest-v1.0.git-send-email@example.org>"
 V2_COVER = "<suggest-v2.0.git-send-email@example.org>"
 REVIEW = "<review.php-fix@example.org>"
 RETEST = "<retest.py-maintainer@example.org>"
-
 
 @pytest.fixture(scope="module")
 def aurweb_repo(tmp_path_factory) -> Path:
@@ -138,18 +135,6 @@ class Handler:
 
     def message_ids(self) -> list[str]:
         return [message_id_of(data) for _, _, data in self.messages]
-
-
-@contextmanager
-def smtp_server(handler: Handler, port: int | None = None) -> Iterator[int]:
-    """A real aiosmtpd server on 127.0.0.1 (on `port`, else a free one); yields its port."""
-    port = port or free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 class Blackhole:

@@ -304,10 +304,6 @@ def test_starttls_asked_of_a_server_without_it_sends_nothing_in_clear(store, tmp
     assert not any(secret in log_text + row.last_error for secret in _secret_forms())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: patchbot/outbox.py _send_all returns the outcome _deliver made (RETRY) even when _record "
-    "gives the reply up after max_attempts and marks it failed, so send_due reports 'retry' for a "
-    "reply that is failed, and pipeline.send_replies counts it as 'replies deferred', not 'replies failed'"))
 def test_the_outcome_of_a_reply_given_up_says_failed(store, tmp_path):
     handler = Recorder()
     with smtp_server(handler) as port:  # no STARTTLS offered: a temporary failure each time

@@ -30,11 +30,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import write_sample_config
+from conftest import Contributor, write_sample_config
 
 from patchbot.sandbox import CGROUP_PREFIX, OUTPUT_KILL_FACTOR, _own_pids_cgroup
 
-GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
 
 # Small limits keep the module quick: an endless test costs SUITE_TIMEOUT_S.
 MEMORY_MB = 512
@@ -62,27 +61,6 @@ from pathlib import Path
 import pytest
 
 """
-
-
-class Contributor:
-    """A clone of the sample project where a contributor commits and formats patches."""
-
-    def __init__(self, upstream: Path, path: Path):
-        subprocess.run(["git", "clone", "-q", str(upstream), str(path)], check=True)
-        self.path = path
-
-    def commit(self, message: str, edits: dict[str, str]) -> None:
-        for name, text in edits.items():
-            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.path / name).write_text(text)
-        subprocess.run([*GIT, "add", "-A"], cwd=self.path, check=True)
-        subprocess.run([*GIT, "commit", "-q", "-m", message], cwd=self.path, check=True)
-
-    def format_patch(self, out: Path) -> Path:
-        mbox = subprocess.run([*GIT, "format-patch", "--stdout", "--no-numbered", "-1"],
-                              cwd=self.path, check=True, capture_output=True).stdout
-        out.write_bytes(mbox)
-        return out
 
 
 class Bot:
