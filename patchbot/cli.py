@@ -44,9 +44,10 @@ class NotFound(PatchbotError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patchbot",
-        description="Test the patches a mailing list receives and reply in the thread. "
-        "patchbot keeps every mail it is given, assembles patch series and their versions, "
-        "and shows what it knows.",
+        description="Test the patches a mailing list receives and reply in the thread.\n\n"
+        "patchbot keeps every mail it is given, assembles patch series and their versions,\n"
+        "applies each series to the project's repository, runs the suites of the stacks it\n"
+        "touches in a sandbox, and replies once per series version. Start with `patchbot demo`.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
