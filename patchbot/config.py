@@ -35,6 +35,7 @@ class RepositoryConfig:
     default_branch: str = "master"
     branches: tuple[str, ...] = ()  # the branches a maintainer may name as a base
     tag_branches: dict[str, str] = field(default_factory=dict)  # subject tag -> branch
+    push_url: str | None = None  # where "patchbot: apply BRANCH" pushes (a URL or a path)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,15 @@ class MailConfig:
     log_url: str | None = None  # e.g. "https://ci.example.org/logs/{run}/{suite}.log"
 
 
+@dataclass(frozen=True)
+class CommandsConfig:
+    """Who may steer patchbot by replying, and how much."""
+
+    maintainers: tuple[str, ...] = ()  # addresses, lower case: may use every command
+    require_dkim: bool = False  # a command counts only if its DKIM signature verifies
+    max_per_hour: int = 10  # commands per sender; beyond, refused (with one note)
+
+
 SMTP_SECURITY = ("plain", "starttls", "tls")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -114,6 +124,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     mail: MailConfig = MailConfig()
     smtp: SmtpConfig = SmtpConfig()
+    commands: CommandsConfig = CommandsConfig()
     source: Path | None = None
 
 
@@ -210,12 +221,15 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
         url = table.get("url", str, required=True)
         if "://" not in url and not url.startswith("git@"):
             url = str(_path(url, here))
+        push_url = table.get("push_url", str)
+        if push_url is not None and "://" not in push_url and not push_url.startswith("git@"):
+            push_url = str(_path(push_url, here))
         tags = table.table("tag_branches")
         tag_branches = {tag: tags.get(tag, str) for tag in list(tags.data)}
         tags.done()
         repository = RepositoryConfig(
             url=url, default_branch=table.get("default_branch", str, "master"),
-            branches=table.strings("branches"), tag_branches=tag_branches,
+            branches=table.strings("branches"), tag_branches=tag_branches, push_url=push_url,
         )
         table.done()
 
@@ -258,11 +272,12 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     )
     limits_table.done()
     mail, smtp = _mail(top.table("mail")), _smtp(top.table("smtp"), here)
+    commands = _commands(top.table("commands"))
     top.done()
     return Config(
         db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, expose=expose, repository=repository, stacks=stacks,
         shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
-        mail=mail, smtp=smtp, source=path,
+        mail=mail, smtp=smtp, commands=commands, source=path,
     )
 
 
@@ -310,6 +325,21 @@ def _mail(table: _Table) -> MailConfig:
     )
     table.done()
     return mail
+
+
+def _commands(table: _Table) -> CommandsConfig:
+    maintainers = table.strings("maintainers")
+    for maintainer in maintainers:
+        address = parseaddr(maintainer)[1]
+        if "@" not in address or address != maintainer.strip():
+            raise ConfigError("commands.maintainers", f"{maintainer!r} is not a bare mail address (name@example.org)")
+    commands = CommandsConfig(
+        maintainers=tuple(maintainer.strip().lower() for maintainer in maintainers),
+        require_dkim=table.get("require_dkim", bool, False),
+        max_per_hour=table.positive("max_per_hour", int, 10),
+    )
+    table.done()
+    return commands
 
 
 def _smtp(table: _Table, here: Path) -> SmtpConfig:

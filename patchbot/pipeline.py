@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patchbot.apply import GitError
+from patchbot.commands.handle import handle_new_commands
 from patchbot.config import Config
 from patchbot.intake import Status, file_new_mails
 from patchbot.loops import reason_not_to_answer
@@ -47,7 +48,7 @@ def file_mail(context: Context) -> None:
 def request_tests(context: Context) -> None:
     """Every complete, current series that may be answered gets its first test request."""
     for series in context.store.all_series():
-        if not series.complete or series.obsolete:
+        if not series.complete or series.obsolete or series.ignored:
             continue
         reason = _reason_to_stay_quiet(context, series)
         if reason:
@@ -63,15 +64,15 @@ def run_tests(context: Context) -> None:
     store = context.store
     for request in store.pending_test_requests():
         series = store.series(request.series_id)
-        if series.obsolete:
+        if series.obsolete or series.ignored:
             with store.transaction():
                 store.finish_test_request(request.id, None)
-            log.info("series %d: superseded before it was tested", series.id)
+            log.info("series %d: %s before it was tested", series.id, "ignored" if series.ignored else "superseded")
             continue
         log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
         try:
             test_series(store, context.config, series.id, work=context.work, hidden=context.hidden,
-                        base_ref=request.base_ref)
+                        base_ref=request.base_ref, only_suite=request.suite)
         except (GitError, TestRunError) as error:
             # The request stays pending: the next pass tries again.
             log.error("series %d: could not be tested: %s", series.id, error)
@@ -86,6 +87,12 @@ def run_tests(context: Context) -> None:
         context.count("replies queued", int(queued))
 
 
+def handle_commands(context: Context) -> None:
+    """Act on the commands of replies not read yet, once each, and acknowledge them."""
+    for name, number in handle_new_commands(context.store, context.config, context.work).items():
+        context.count(name, number)
+
+
 def send_replies(context: Context) -> None:
     for outcome in send_due(context.store, context.config):
         context.count({Delivery.SENT: "replies sent", Delivery.RETRY: "replies deferred",
@@ -95,6 +102,7 @@ def send_replies(context: Context) -> None:
 # The pipeline, in order.
 STAGES: tuple[tuple[str, Callable[[Context], None]], ...] = (
     ("file mail", file_mail),
+    ("handle commands", handle_commands),
     ("request tests", request_tests),
     ("run tests", run_tests),
     ("send replies", send_replies),

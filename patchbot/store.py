@@ -131,6 +131,34 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claimed_until TEXT
     """,
+    # 4 -> 5: maintainers' commands. A series can be ignored; every reply in a series' thread is
+    # read for commands once (a row here, claimed before acting, its outcome stored after); the
+    # notices given once (a refusal per thread and sender, a rate-limit note per sender and hour).
+    # Replies kept before commands existed count as read: an old "patchbot: apply" must not act.
+    """
+    ALTER TABLE series ADD COLUMN ignored INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE test_requests ADD COLUMN suite TEXT;   -- "patchbot: retest SUITE": only that suite
+    CREATE TABLE command_mails (
+        mail_id INTEGER PRIMARY KEY REFERENCES mails(id),
+        series_id INTEGER REFERENCES series(id),
+        sender TEXT NOT NULL,
+        commands INTEGER NOT NULL,               -- command lines found: the rate limit counts them
+        claimed_by TEXT,                         -- host:pid handling it
+        handled_at TEXT NOT NULL,
+        outcome TEXT                             -- JSON: what was done, NULL while being handled
+    );
+    CREATE INDEX command_mails_sender ON command_mails(sender, handled_at);
+    CREATE TABLE command_notices (
+        scope TEXT NOT NULL,                     -- series-N (a thread) or an hour
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL,                      -- refused | rate-limit
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (scope, sender, kind)
+    );
+    INSERT INTO command_mails (mail_id, series_id, sender, commands, handled_at, outcome)
+        SELECT id, series_id, coalesce(sender, ''), 0, received_at, '"kept before commands were read"'
+        FROM mails WHERE status = 'filed' AND kind NOT IN ('patch', 'cover', 'pull') AND series_id IS NOT NULL
+    """,
 )
 
 
@@ -211,6 +239,7 @@ class SeriesRecord:
     supersedes_id: int | None
     obsolete: bool
     patches: tuple[PatchSlot, ...]
+    ignored: bool = False  # a maintainer said "patchbot: ignore": not tested, pending tests dropped
 
     @property
     def received(self) -> tuple[int, ...]:
@@ -486,6 +515,16 @@ class Store:
         ).fetchone()
         return self.series(row[0]) if row else None
 
+    def set_ignored(self, series_id: int, ignored: bool) -> None:
+        self._db.execute("UPDATE series SET ignored = ? WHERE id = ?", (int(ignored), series_id))
+
+    def mails_of_series(self, series_id: int) -> list[MailRecord]:
+        """Every filed mail attached to a series (its patches, cover and the replies in its thread)."""
+        rows = self._db.execute(
+            f"SELECT {_MAIL_COLUMNS} FROM mails WHERE series_id = ? AND status = 'filed' ORDER BY id", (series_id,),
+        ).fetchall()
+        return [_mail_record(row) for row in rows]
+
     def _series_record(self, row: tuple) -> SeriesRecord:
         slots = self._db.execute(
             "SELECT p.number, p.mail_id, m.message_id, m.subject, m.title, p.inherited"
@@ -495,7 +534,7 @@ class Store:
         return SeriesRecord(
             id=row[0], title=row[1], normalised_title=row[2], author=row[3], author_name=row[4],
             version=row[5], total=row[6], cover_mail_id=row[7], cover_message_id=row[8],
-            date=_moment(row[9]), supersedes_id=row[10], obsolete=bool(row[11]),
+            date=_moment(row[9]), supersedes_id=row[10], obsolete=bool(row[11]), ignored=bool(row[12]),
             patches=tuple(PatchSlot(s[0], s[1], s[2], s[3] or "", s[4] or "", bool(s[5])) for s in slots),
         )
 
@@ -531,7 +570,8 @@ class Store:
 
     # -- test requests ----------------------------------------------------------------------
 
-    def request_test(self, series_id: int, reason: str, base_ref: str | None = None, first_only: bool = False) -> TestRequest | None:
+    def request_test(self, series_id: int, reason: str, base_ref: str | None = None, first_only: bool = False,
+                     suite: str | None = None) -> TestRequest | None:
         """Ask for a test of a series; with first_only, only if it was never asked (None otherwise)."""
         number = self._db.execute(
             "SELECT coalesce(max(number), 0) + 1 FROM test_requests WHERE series_id = ?", (series_id,)
@@ -539,14 +579,15 @@ class Store:
         if first_only and number > 1:
             return None
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO test_requests (series_id, number, base_ref, reason, created_at) VALUES (?, ?, ?, ?, ?)",
-            (series_id, number, base_ref, reason, _iso(datetime.now(timezone.utc))),
+            "INSERT OR IGNORE INTO test_requests (series_id, number, base_ref, reason, created_at, suite)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (series_id, number, base_ref, reason, _iso(datetime.now(timezone.utc)), suite),
         )
-        return TestRequest(cursor.lastrowid, series_id, number, base_ref, reason) if cursor.rowcount else None
+        return TestRequest(cursor.lastrowid, series_id, number, base_ref, reason, suite) if cursor.rowcount else None
 
     def pending_test_requests(self) -> list[TestRequest]:
         rows = self._db.execute(
-            "SELECT id, series_id, number, base_ref, reason FROM test_requests WHERE done_at IS NULL ORDER BY id"
+            "SELECT id, series_id, number, base_ref, reason, suite FROM test_requests WHERE done_at IS NULL ORDER BY id"
         ).fetchall()
         return [TestRequest(*row) for row in rows]
 
@@ -555,6 +596,63 @@ class Store:
             "UPDATE test_requests SET done_at = ?, test_run_id = ? WHERE id = ?",
             (_iso(datetime.now(timezone.utc)), test_run_id, request_id),
         )
+
+    def test_requests_of(self, series_id: int) -> list[TestRequest]:
+        rows = self._db.execute(
+            "SELECT id, series_id, number, base_ref, reason, suite FROM test_requests WHERE series_id = ? ORDER BY id",
+            (series_id,),
+        ).fetchall()
+        return [TestRequest(*row) for row in rows]
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def unread_command_mails(self) -> list[MailRecord]:
+        """Filed mails in a series' thread (not its patches) that were never read for commands."""
+        rows = self._db.execute(
+            f"SELECT {_MAIL_COLUMNS} FROM mails WHERE status = 'filed' AND series_id IS NOT NULL"
+            " AND kind NOT IN ('patch', 'cover', 'pull')"
+            " AND id NOT IN (SELECT mail_id FROM command_mails) ORDER BY id"
+        ).fetchall()
+        return [_mail_record(row) for row in rows]
+
+    def claim_command_mail(self, mail_id: int, series_id: int, sender: str, commands: int, claimer: str) -> bool:
+        """Note that a mail is being acted on; False when it was (or is being) already."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO command_mails (mail_id, series_id, sender, commands, claimed_by, handled_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (mail_id, series_id, sender, commands, claimer, _iso(datetime.now(timezone.utc))),
+        )
+        return bool(cursor.rowcount)
+
+    def finish_command_mail(self, mail_id: int, outcome: object) -> None:
+        self._db.execute("UPDATE command_mails SET outcome = ?, claimed_by = NULL WHERE mail_id = ?",
+                         (json.dumps(outcome), mail_id))
+
+    def command_outcome(self, mail_id: int) -> object | None:
+        row = self._db.execute("SELECT outcome FROM command_mails WHERE mail_id = ?", (mail_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] is not None else None
+
+    def interrupted_command_mails(self, claimer_alive: Callable[[str], bool]) -> list[MailRecord]:
+        """Command mails claimed by a process that died before storing what came of them."""
+        rows = self._db.execute(
+            "SELECT mail_id, claimed_by FROM command_mails WHERE outcome IS NULL ORDER BY mail_id"
+        ).fetchall()
+        return [self.mail_by_id(mail_id) for mail_id, claimer in rows if not claimer or not claimer_alive(claimer)]
+
+    def commands_since(self, sender: str, since: datetime) -> int:
+        """How many command lines a sender sent that were read since `since` (the rate limit)."""
+        return self._db.execute(
+            "SELECT coalesce(sum(commands), 0) FROM command_mails WHERE sender = ? AND handled_at >= ?",
+            (sender, _iso(since)),
+        ).fetchone()[0]
+
+    def claim_notice(self, scope: str, sender: str, kind: str) -> bool:
+        """Note a notice given once per scope and sender; False when it was given already."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO command_notices (scope, sender, kind, created_at) VALUES (?, ?, ?, ?)",
+            (scope, sender, kind, _iso(datetime.now(timezone.utc))),
+        )
+        return bool(cursor.rowcount)
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -640,6 +738,7 @@ class TestRequest:
     number: int
     base_ref: str | None
     reason: str
+    suite: str | None = None  # only this suite (a retest of one suite)
 
 
 @dataclass(frozen=True)
@@ -695,7 +794,7 @@ _MAIL_COLUMNS = (
 )
 _SERIES_COLUMNS = (
     "s.id, s.title, s.normalised_title, s.author, s.author_name, s.version, s.total, s.cover_mail_id,"
-    " (SELECT message_id FROM mails WHERE id = s.cover_mail_id), s.date, s.supersedes_id, s.obsolete"
+    " (SELECT message_id FROM mails WHERE id = s.cover_mail_id), s.date, s.supersedes_id, s.obsolete, s.ignored"
 )
 
 

@@ -136,7 +136,7 @@ def work_dir(config: Config, db_path: Path) -> Path:
 
 def test_series(
     store: Store, config: Config, series_id: int, *, work: Path, hidden: tuple[Path, ...],
-    base_ref: str | None = None, repository_url: str | None = None,
+    base_ref: str | None = None, repository_url: str | None = None, only_suite: str | None = None,
 ) -> TestRun:
     """Run everything for one stored series and keep the result in the store."""
     started = datetime.now(timezone.utc)
@@ -160,7 +160,7 @@ def test_series(
     run = TestRun(series, applied, None, (), {}, None, started)
     if applied.ok:
         try:
-            run = _run_suites(store, config, mirror, series, applied, work, hidden, started)
+            run = _run_suites(store, config, mirror, series, applied, work, hidden, started, only_suite)
         finally:
             remove_worktree(mirror, applied.worktree)
     with store.transaction():
@@ -225,11 +225,14 @@ def suite_key(suite: SuiteConfig) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
-def _run_suites(store, config, mirror, series, applied, work, hidden, started) -> TestRun:
+def _run_suites(store, config, mirror, series, applied, work, hidden, started, only_suite=None) -> TestRun:
     paths = _paths_touched(store, series)
     required = sorted({path for suite in config.suites.values() for path in suite.requires})
     present = paths_in_tree(mirror, applied.base_commit, required)
     plan = plan_suites(paths, config, present.__contains__)
+    if only_suite is not None:  # a retest of one suite
+        plan = SuitePlan(plan.stacks, tuple(suite for suite in plan.run if suite.name == only_suite),
+                         (*plan.left_out, *((suite.name, "not asked for") for suite in plan.run if suite.name != only_suite)))
     logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
     needed = {suite.environment for suite in plan.run if suite.environment}
     tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", work, needed)

@@ -69,9 +69,11 @@ def message_id_of(data: bytes) -> str:
     return str(parse(data)["Message-ID"]).strip()
 
 
-def sample_mails() -> list[RawMail]:
-    """The sample aur-dev mails, in list order, as the list delivers them."""
-    return list(source_for(str(SAMPLE_MAILS)).mails())
+def sample_mails(commands: bool = False) -> list[RawMail]:
+    """The sample aur-dev mails, in list order, as the list delivers them; without the
+    maintainer's "patchbot: retest" unless asked (its answers are tested in test_end_to_end.py)."""
+    mails = list(source_for(str(SAMPLE_MAILS)).mails())
+    return mails if commands else [raw for raw in mails if message_id_of(raw.data) != RETEST]
 
 
 def split_before_v2(mails: list[RawMail]) -> tuple[list[RawMail], list[RawMail]]:

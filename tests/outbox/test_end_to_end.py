@@ -52,7 +52,7 @@ def delivered(aurweb_repo, tmp_path_factory):
     handler = Handler()
     with smtp_server(handler) as port:
         bot = Bot(write_config(folder, aurweb_repo, port))
-        mails = sample_mails()
+        mails = sample_mails(commands=True)
         sent_after = {}
         for raw in mails:
             bot.feed([raw])
@@ -62,22 +62,43 @@ def delivered(aurweb_repo, tmp_path_factory):
         bot.close()
 
 
-def reply_to(delivered: Delivered, message_id: str):
+PY_MAINTAINER = "<py-maintainer.0.git-send-email@example.org>"
+# The replies that answer a series (the test results), in the order they are sent: Lukas's
+# "patchbot: retest" in the Python port's thread gives it a second one.
+RESULT_THREADS = [*list(SERIES_THREADS)[:4], PY_MAINTAINER, V2_COVER]
+
+
+def reply_to(delivered: Delivered, message_id: str, number: int = 1):
     found = [(sender, recipients, data) for sender, recipients, data in delivered.handler.messages
              if str(parse(data)["In-Reply-To"]).strip() == message_id]
-    assert len(found) == 1, f"{len(found)} replies to {message_id}"
-    return found[0]
+    assert len(found) == RESULT_THREADS.count(message_id) or 1, f"{len(found)} replies to {message_id}"
+    return found[number - 1]
 
 
-def test_one_reply_per_tested_series_version(delivered):
+def test_one_reply_per_tested_series_version_and_one_per_retest(delivered):
     replies = [parse(data) for _, _, data in delivered.handler.messages]
-    assert [str(reply["In-Reply-To"]) for reply in replies] == list(SERIES_THREADS)
-    assert len({str(reply["Message-ID"]) for reply in replies}) == 5
-    series = [delivered.bot.store.series_of_mail(message_id) for message_id in SERIES_THREADS]
-    assert [str(reply["X-Patchbot-Series"]) for reply in replies] == [f"{s.id}/v{s.version}" for s in series]
+    results = [reply for reply in replies if str(reply["In-Reply-To"]) != RETEST]
+    assert [str(reply["In-Reply-To"]) for reply in results] == RESULT_THREADS
+    assert len({str(reply["Message-ID"]) for reply in replies}) == 7
+    series = [delivered.bot.store.series_of_mail(message_id) for message_id in RESULT_THREADS]
+    assert [str(reply["X-Patchbot-Series"]) for reply in results] == [f"{s.id}/v{s.version}" for s in series]
     rows = delivered.bot.store.replies()
-    assert [(row.status, row.attempts) for row in rows] == [("sent", 1)] * 5
+    assert [(row.status, row.attempts) for row in rows] == [("sent", 1)] * 7
     assert [row.message_id for row in rows] == [str(reply["Message-ID"]) for reply in replies]
+    assert [row.key.rsplit("/", 1)[-1] for row in rows if "/result/" in row.key] == ["1"] * 4 + ["2", "1"]
+
+
+def test_the_maintainers_retest_is_acknowledged_and_answered_with_a_second_result(delivered):
+    sender, recipients, data = reply_to(delivered, RETEST)
+    ack = parse(data)
+    assert (sender, recipients) == (BOT, (LIST, "lukas@example.org"))
+    assert str(ack["References"]).split() == [PY_MAINTAINER, RETEST]
+    assert str(ack["Auto-Submitted"]) == "auto-replied"
+    body = ack.get_content().replace("\r\n", "\n")
+    assert "Done:\n  > patchbot: retest\n    the series will be tested; the result follows in this thread" in body, body
+    second = parse(reply_to(delivered, PY_MAINTAINER, 2)[2])
+    assert "1 new failure." in second.get_content()
+    assert str(second["Message-ID"]) != str(parse(reply_to(delivered, PY_MAINTAINER)[2])["Message-ID"])
 
 
 @pytest.mark.parametrize("thread", list(EXPECTED_TEXT))
@@ -132,22 +153,20 @@ def test_every_header_block_is_seven_bit(delivered):
 
 
 def test_running_again_sends_nothing(delivered):
-    assert len(delivered.handler.messages) == 5
+    assert len(delivered.handler.messages) == 7
     for counts in delivered.again:
-        assert not {"tests requested", "series tested", "replies queued", "replies sent"} & set(counts), counts
-    assert len(delivered.bot.store.replies()) == 5
+        assert not {"tests requested", "series tested", "replies queued", "replies sent", "commands done"} & set(counts), counts
+    assert len(delivered.bot.store.replies()) == 7
 
 
-def test_a_discussion_reply_and_a_retest_command_get_no_reply_from_this_stage(delivered):
+def test_a_discussion_reply_gets_no_reply_and_a_retest_gets_two(delivered):
     order = list(delivered.sent_after)
-    for message_id in (REVIEW, RETEST):
-        before = delivered.sent_after[order[order.index(message_id) - 1]]
-        assert delivered.sent_after[message_id] == before, message_id
+    before = delivered.sent_after[order[order.index(REVIEW) - 1]]
+    assert delivered.sent_after[REVIEW] == before
+    before = delivered.sent_after[order[order.index(RETEST) - 1]]
+    assert delivered.sent_after[RETEST] == before + 2  # the acknowledgement and the new result
     answered = {str(parse(data)["In-Reply-To"]) for _, _, data in delivered.handler.messages}
-    assert not answered & {REVIEW, RETEST}
-    # The retest asked in the Python port's thread did not (yet) make a second reply there.
-    assert sum(str(parse(data)["In-Reply-To"]) == "<py-maintainer.0.git-send-email@example.org>"
-               for _, _, data in delivered.handler.messages) == 1
+    assert REVIEW not in answered and RETEST in answered
 
 
 def test_each_reply_was_sent_when_its_series_came_in(delivered):
@@ -156,7 +175,7 @@ def test_each_reply_was_sent_when_its_series_came_in(delivered):
     assert delivered.sent_after["<py-maintainer.0.git-send-email@example.org>"] == 2
     assert delivered.sent_after["<suggest-v1.3.git-send-email@example.org>"] == 3
     assert delivered.sent_after["<stale.0.git-send-email@example.org>"] == 4
-    assert delivered.sent_after["<suggest-v2.3.git-send-email@example.org>"] == 5
+    assert delivered.sent_after["<suggest-v2.3.git-send-email@example.org>"] == 7
 
 
 def test_the_cli_ingest_and_run_make_the_same_replies(aurweb_repo, tmp_path, delivered):
@@ -179,7 +198,9 @@ def test_the_cli_ingest_and_run_make_the_same_replies(aurweb_repo, tmp_path, del
     rows = outbox_rows(tmp_path / "patchbot.db")
     assert [(row["status"], row["attempts"]) for row in rows] == [("sent", 1)] * 5
     # The same keys give the same Message-IDs, and the same words (durations aside).
-    in_process = {str(parse(data)["In-Reply-To"]): parse(data) for _, _, data in delivered.handler.messages}
+    in_process = {}  # the first reply in each thread (the CLI runs get no retest)
+    for _, _, data in delivered.handler.messages:
+        in_process.setdefault(str(parse(data)["In-Reply-To"]), parse(data))
     for sender, recipients, data in handler.messages:
         reply = parse(data)
         twin = in_process[str(reply["In-Reply-To"])]

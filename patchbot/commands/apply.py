@@ -1,0 +1,123 @@
+"""`patchbot: apply <branch> [force]`: apply the tested series, with its reviews, to a branch and push.
+
+The series is applied from a fresh fetch of the push remote's branch, one patch at a time
+(authorship kept, as `git am` keeps it); each commit gets the Reviewed-by, Acked-by and
+Tested-by trailers that replies in the thread gave with their own sender's address (a reply
+to one patch reviews that patch, any other reply the whole series); then HEAD is pushed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from patchbot.apply import BaseChoice, GitError, PatchMail, apply_series, ensure_mirror, fetch, git, remove_worktree, resolve
+from patchbot.commands import CommandContext, CommandOutcome
+from patchbot.commands.authorize import MAINTAINER
+from patchbot.mail.headers import address_of
+from patchbot.store import SeriesRecord, Store
+
+REVIEW_TRAILERS = ("Reviewed-by", "Acked-by", "Tested-by")
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")
+
+
+class Apply:
+    name = "apply"
+    arguments = "<branch> [force]"
+    allowed = (MAINTAINER,)
+    description = ("apply the tested series with the thread's Reviewed-by/Acked-by/Tested-by to <branch>"
+                   " and push it; refused when it has new failures, unless \"force\"")
+
+    def run(self, context: CommandContext, series: SeriesRecord, args: tuple[str, ...]) -> CommandOutcome:
+        if not args or len(args) > 2 or args[1:] not in ((), ("force",)):
+            return CommandOutcome.ignored("apply takes a branch, and \"force\" to apply despite new failures")
+        branch, force = args[0], len(args) == 2
+        if not _BRANCH.match(branch) or ".." in branch or branch.endswith((".lock", "/")):
+            return CommandOutcome.ignored(f"{branch!r} is not a branch name")
+        repository = context.config.repository
+        if repository is None or repository.push_url is None:
+            return CommandOutcome.refused("no remote to push to: [repository] push_url is not configured")
+        if series.obsolete:
+            return CommandOutcome.refused("a newer version of this series supersedes it")
+        run = context.store.latest_test_run(series.id)
+        if run is None:
+            return CommandOutcome.refused("this series has not been tested yet")
+        if not run.summary["applied"]:
+            return CommandOutcome.refused(f"this series did not apply when it was tested (run {run.id})")
+        new = sum(len(suite["new_failures"]) for suite in run.summary["suites"])
+        if new and not force:
+            return CommandOutcome.refused(
+                f"its last test (run {run.id}) found {new} new failure{'s' if new != 1 else ''};"
+                f" \"patchbot: apply {branch} force\" applies it anyway")
+        return _apply_and_push(context, series, branch, repository.push_url)
+
+
+def _apply_and_push(context: CommandContext, series: SeriesRecord, branch: str, push_url: str) -> CommandOutcome:
+    mirror = ensure_mirror(push_url, context.work / "mirrors")
+    fetch(mirror)
+    base = resolve(mirror, branch)
+    if base is None:
+        return CommandOutcome.refused(f"{push_url} has no branch {branch}")
+    total = series.total or len(series.patches)
+    patches = [PatchMail(slot.number, total, slot.subject, context.store.raw_mail(slot.mail_id)) for slot in series.patches]
+    applied = apply_series(mirror, BaseChoice(base, f"{branch} of {push_url}", branch), patches, context.work / "worktrees")
+    if not applied.ok:
+        return CommandOutcome.refused(f"patch {applied.failed_patch}/{applied.failed_total} does not apply on {branch}"
+                                      f" ({base[:12]}) any more")
+    trailers = collected_trailers(context.store, series)
+    worktree = applied.worktree
+    try:
+        commits = git("rev-list", "--reverse", f"{base}..HEAD", cwd=worktree).stdout.decode().split()
+        if len(commits) != len(patches):
+            raise GitError(f"{len(patches)} patches made {len(commits)} commits")
+        # Rebuild the commits one by one so that each gets its own trailers; cherry-pick keeps the author.
+        git("reset", "--hard", "--quiet", base, cwd=worktree)
+        for slot, commit in zip(series.patches, commits):
+            git("cherry-pick", "--allow-empty", commit, cwd=worktree)
+            added = [argument for trailer in trailers[slot.number] for argument in ("--trailer", trailer)]
+            if added:
+                git("-c", "trailer.ifexists=addIfDifferent", "commit", "--amend", "--no-edit", "--quiet", *added, cwd=worktree)
+        pushed = git("push", "--quiet", push_url, f"HEAD:refs/heads/{branch}", cwd=worktree, check=False)
+        if pushed.returncode != 0:
+            return CommandOutcome.refused(f"the push to {branch} failed: {pushed.stderr.decode(errors='replace').strip()}")
+        log = git("log", "--reverse", "--format=%H %s", f"{base}..HEAD", cwd=worktree).stdout.decode().splitlines()
+    finally:
+        remove_worktree(mirror, worktree)
+    added_count = sum(len(values) for values in trailers.values())
+    lines = "\n".join(f"  {line[:12]}{line[40:]}" for line in log)
+    return CommandOutcome.done(f"applied to {branch} and pushed ({added_count} review trailer"
+                               f"{'s' if added_count != 1 else ''} added):\n{lines}")
+
+
+def collected_trailers(store: Store, series: SeriesRecord) -> dict[int, list[str]]:
+    """Per patch number, the review trailers to add: only those a reply's own sender gave."""
+    numbers = {slot.message_id: slot.number for slot in series.patches}
+    found: dict[int, list[str]] = {slot.number: [] for slot in series.patches}
+    for mail in store.mails_of_series(series.id):
+        facts = mail.facts
+        if facts is None or facts.kind in ("patch", "cover", "pull"):
+            continue
+        for trailer in facts.trailers:
+            who = address_of(trailer.value)
+            if trailer.name not in REVIEW_TRAILERS or who is None or who.addr.lower() != facts.sender.lower():
+                continue
+            target = _patch_answered(store, facts.in_reply_to, numbers)
+            text = f"{trailer.name}: {trailer.value}"
+            for number in ([target] if target is not None else list(found)):
+                if text not in found[number]:
+                    found[number].append(text)
+    return found
+
+
+def _patch_answered(store: Store, parent: str | None, numbers: dict[str, int]) -> int | None:
+    """The patch a reply is (ultimately) an answer to; None for the cover letter or the thread."""
+    for _ in range(100):  # a loop of In-Reply-To cannot hold us
+        if parent is None:
+            return None
+        if parent in numbers:
+            return numbers[parent]
+        record = store.mail(parent)
+        parent = record.facts.in_reply_to if record and record.facts else None
+    return None
+
+
+COMMANDS = (Apply(),)

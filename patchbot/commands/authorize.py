@@ -1,0 +1,62 @@
+"""Decide who may use a command: an ordered table of named rules, the first that holds decides.
+
+Maintainers (the config's list) may use every command; a series' author the few a command
+opens to its author (retest, status, ignore, help); anyone else is refused. With
+`[commands] require_dkim`, a mail counts only when its DKIM signature verifies for the
+sender's domain: a From header alone is trivial to forge.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from patchbot.config import Config
+from patchbot.store import SeriesRecord
+
+MAINTAINER = "maintainer"
+AUTHOR = "author"
+EVERYONE_ELSE = "not-allowed"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: str  # the rule that decided: maintainer, author, not-allowed, dkim
+    reason: str = ""  # why it was refused, for the acknowledgement
+
+
+# role -> whether the sender holds it for this series; checked in order.
+ROLES: tuple[tuple[str, Callable[[str, SeriesRecord, Config], bool]], ...] = (
+    (MAINTAINER, lambda sender, series, config: sender in config.commands.maintainers),
+    (AUTHOR, lambda sender, series, config: sender == series.author.lower()),
+)
+
+
+def authorize(allowed: tuple[str, ...], sender: str, series: SeriesRecord, config: Config) -> Decision:
+    """Whether `sender` may use a command open to the roles `allowed` on `series`."""
+    for role, holds in ROLES:
+        if role in allowed and holds(sender, series, config):
+            return Decision(True, role)
+    if AUTHOR in allowed:
+        reason = "only the maintainers and the series' author may use it"
+    else:
+        reason = "only the maintainers may use it"
+    return Decision(False, EVERYONE_ELSE, reason)
+
+
+def dkim_refusal(raw: bytes, sender: str, config: Config) -> Decision | None:
+    """None when the mail may carry commands; else why not (a DKIM signature that does not verify)."""
+    if not config.commands.require_dkim:
+        return None
+    try:
+        # Imported when asked for: dkimpy is needed only where the config requires DKIM.
+        dkim = importlib.import_module("patchbot.commands.dkim")
+    except ImportError as error:
+        return Decision(False, "dkim", f"DKIM is required but cannot be checked here ({error})")
+    result = dkim.verify(raw, sender)
+    if result.ok:
+        return None
+    return Decision(False, "dkim", f"no DKIM signature of this mail verifies for {sender.rpartition('@')[2]}"
+                    f" ({result.reason})")

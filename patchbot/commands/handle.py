@@ -1,0 +1,143 @@
+"""Read every new reply in a series' thread for commands, act on them once, acknowledge in the thread.
+
+A mail is claimed in the store before anything is done, and what came of it is stored in the
+same transaction that queues its acknowledgement (under the key command/<Message-ID>): a mail
+taken in twice, or a pass replayed after a crash, never acts twice. A mail whose handler died
+half-way is not acted on again; its acknowledgement says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from email.parser import BytesParser
+from email.policy import compat32
+from email.utils import formataddr
+from pathlib import Path
+
+from patchbot.commands import CommandContext, CommandOutcome, Status, all_commands
+from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, authorize, dkim_refusal
+from patchbot.commands.parse import CommandLine, commands_in_mail
+from patchbot.config import Config
+from patchbot.loops import reason_not_to_answer
+from patchbot.mail.headers import message_ids_in
+from patchbot.outbox import CLAIMER, claimer_alive, enqueue
+from patchbot.render import render
+from patchbot.report import Reply, reply_subject
+from patchbot.store import MailRecord, SeriesRecord, Store
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT = "rate-limit"
+
+
+def handle_new_commands(store: Store, config: Config, work: Path) -> Counter:
+    """One pass: mails left half-handled by a crash, then every reply not read yet; counts by name."""
+    counts: Counter = Counter()
+    for mail in store.interrupted_command_mails(claimer_alive):
+        _finish(store, config, mail, {"interrupted": True}, render("commands/interrupted.txt"))
+        counts["commands interrupted"] += 1
+    for mail in store.unread_command_mails():
+        counts.update(handle_mail(store, config, work, mail))
+    return counts
+
+
+def handle_mail(store: Store, config: Config, work: Path, mail: MailRecord) -> Counter:
+    facts, series = mail.facts, store.series(mail.series_id)
+    sender = facts.sender.lower()
+    raw = store.raw_mail(mail.id)
+    quiet = reason_not_to_answer(facts, config)
+    lines = [] if quiet else commands_in_mail(raw)
+    if quiet and commands_in_mail(raw):
+        log.info("commands in %s not read: %s", mail.message_id, quiet)
+    with store.transaction():
+        used = store.commands_since(sender, datetime.now(timezone.utc) - timedelta(hours=1))
+        if not store.claim_command_mail(mail.id, series.id, sender, len(lines), CLAIMER):
+            return Counter()
+        if not lines:
+            store.finish_command_mail(mail.id, {"commands": [], "not read": quiet})
+            return Counter({"replies read": 1})
+
+    refusal = dkim_refusal(raw, sender, config)
+    context = CommandContext(store, config, work, mail, sender)
+    allowance = max(0, config.commands.max_per_hour - used)
+    outcomes = [_outcome(context, series, line, refusal, index >= allowance) for index, line in enumerate(lines)]
+    trusted = refusal is None and any(role in (MAINTAINER, AUTHOR) and holds(sender, series, config)
+                                      for role, holds in ROLES)
+    stored = {"commands": [[line.line, outcome.status.value, outcome.rule, outcome.text]
+                           for line, outcome in zip(lines, outcomes)]}
+    with store.transaction():
+        body = _acknowledgement(store, config, series, mail, lines, outcomes, trusted)
+        _finish(store, config, mail, stored, body)
+    counts = Counter(f"commands {outcome.status.value}" for outcome in outcomes)
+    counts["acknowledgements queued"] += body is not None
+    return counts
+
+
+def _outcome(context: CommandContext, series: SeriesRecord, line: CommandLine, refusal, over_limit: bool) -> CommandOutcome:
+    commands = all_commands()
+    if over_limit:
+        return CommandOutcome.refused(
+            f"more than {context.config.commands.max_per_hour} commands from you in an hour;"
+            " commands are read again once the hour is over", RATE_LIMIT)
+    command = commands.get(line.verb)
+    if command is None:
+        return CommandOutcome.ignored(f"patchbot has no command {line.verb!r}; \"patchbot: help\" lists them")
+    decision = refusal or authorize(command.allowed, context.sender, series, context.config)
+    if not decision.allowed:
+        return CommandOutcome.refused(decision.reason, decision.rule)
+    try:
+        return command.run(context, series, line.args)
+    except Exception as error:  # our own trouble: the acknowledgement says so, the next mail is read
+        log.error("%s in %s: %s: %s", line.line, context.mail.message_id, type(error).__name__, error)
+        return CommandOutcome.refused(f"it could not be done (a problem on patchbot's side: {error})", "error")
+
+
+def _acknowledgement(store, config, series, mail, lines, outcomes, trusted) -> str | None:
+    """The text to answer with, or None when no answer is due (a refusal or a note given already)."""
+    if not any(outcome.status is Status.DONE for outcome in outcomes):
+        if all(outcome.rule == RATE_LIMIT for outcome in outcomes):
+            hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
+            if not store.claim_notice(hour, mail.facts.sender.lower(), RATE_LIMIT):
+                return None
+        elif not trusted:
+            # One polite refusal per thread and sender: a second one could start a conversation of bots.
+            if not store.claim_notice(f"series-{series.id}", mail.facts.sender.lower(), "refused"):
+                return None
+            reasons = list(dict.fromkeys(outcome.text for outcome in outcomes if outcome.status is Status.REFUSED))
+            return render("commands/refusal.txt", reasons=reasons)
+    sections = {status: [{"line": line.line, "text": outcome.text}
+                         for line, outcome in zip(lines, outcomes) if outcome.status is status] for status in Status}
+    return render("commands/acknowledgement.txt", done=sections[Status.DONE], refused=sections[Status.REFUSED],
+                  ignored=sections[Status.IGNORED])
+
+
+def _finish(store: Store, config: Config, mail: MailRecord, stored: object, body: str | None) -> None:
+    with store.transaction():
+        store.finish_command_mail(mail.id, stored)
+        if body is not None:
+            enqueue(store, config, command_reply(store, config, mail, body))
+
+
+def command_reply(store: Store, config: Config, mail: MailRecord, body: str) -> Reply:
+    """The acknowledgement of a command mail: under it in the thread, To the list, Cc its sender."""
+    series = store.series(mail.series_id)
+    head = BytesParser(policy=compat32).parsebytes(store.raw_mail(mail.id), headersonly=True)
+    references = message_ids_in(head.get("References", "")) or ((mail.facts.in_reply_to,) if mail.facts.in_reply_to else ())
+    commander = formataddr((" ".join(mail.facts.sender_name.split()), mail.facts.sender))
+    if config.mail.list_address is None:
+        to, cc = (commander,), ()
+    else:
+        to, cc = (config.mail.list_address,), (commander,)
+    return Reply(
+        key=f"command/{mail.message_id}",
+        series_id=series.id,
+        subject=reply_subject(mail.facts.subject or series.title),
+        in_reply_to=mail.message_id,
+        references=(*[ref for ref in references if ref != mail.message_id], mail.message_id),
+        to=to,
+        cc=cc,
+        body=body,
+        series_tag=f"{series.id}/v{series.version}",
+    )

@@ -1,0 +1,24 @@
+"""`patchbot: help`: the commands, from their own descriptions."""
+
+from __future__ import annotations
+
+from patchbot.commands import CommandContext, CommandOutcome, all_commands
+from patchbot.commands.authorize import AUTHOR, MAINTAINER
+from patchbot.render import render
+from patchbot.store import SeriesRecord
+
+
+class Help:
+    name = "help"
+    arguments = ""
+    allowed = (MAINTAINER, AUTHOR)
+    description = "list the commands"
+
+    def run(self, context: CommandContext, series: SeriesRecord, args: tuple[str, ...]) -> CommandOutcome:
+        commands = [{"usage": f"{command.name} {command.arguments}".strip(), "description": command.description,
+                     "who": "maintainers and the series' author" if AUTHOR in command.allowed else "maintainers"}
+                    for command in all_commands().values()]
+        return CommandOutcome.done(render("commands/help.txt", commands=commands).rstrip("\n"))
+
+
+COMMANDS = (Help(),)
