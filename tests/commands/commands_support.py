@@ -80,7 +80,7 @@ def build_tested_db(repo: Path, folder: Path) -> Path:
 
 
 def session(db: Path, repo: Path, folder: Path, port: int, push_url: Path | None = None,
-            max_per_hour: int | None = None) -> Bot:
+            max_per_hour: int | None = None, require_dkim: bool = False) -> Bot:
     copy = folder / "patchbot.db"
     source, target = sqlite3.connect(db), sqlite3.connect(copy)
     source.backup(target)
@@ -89,6 +89,8 @@ def session(db: Path, repo: Path, folder: Path, port: int, push_url: Path | None
     text = path.read_text()
     if push_url is not None:
         text = text.replace('default_branch = "master"\n', f'default_branch = "master"\npush_url = "{push_url}"\n')
+    if require_dkim:
+        text = text.replace("[commands]\n", "[commands]\nrequire_dkim = true\n")
     if max_per_hour is not None:
         text = text.replace("[commands]\n", f"[commands]\nmax_per_hour = {max_per_hour}\n")
     path.write_text(text)

@@ -243,3 +243,32 @@ def test_apply_is_refused_with_new_failures_and_done_with_force(make, bare):
     author = git("log", "-1", "--format=%an <%ae>", "master", cwd=bare).strip()
     assert author == "Frédéric Mangano <fred@example.org>"
     assert git("rev-parse", "master~1", cwd=bare).strip() == before
+
+
+# -- DKIM ---------------------------------------------------------------------------------------
+
+
+def test_with_require_dkim_only_a_signed_command_counts(make, tmp_path, monkeypatch):
+    import dkim
+
+    import patchbot.commands.dkim
+    from test_dkim import make_key
+
+    private, record = make_key(tmp_path, "lukas")
+    published = {b"s1._domainkey.example.org.": record}
+    # The DNS of this test: the key of example.org, nothing else.
+    monkeypatch.setattr(patchbot.commands.dkim, "_dns_lookup", published.get)
+    s = make(require_dkim=True)
+    forged = command_mail("patchbot: retest\n")
+    s.send(forged)
+    body = s.answer_to(forged)
+    assert "did not act on yours" in body and "no DKIM signature of this mail verifies for example.org" in body
+    unsigned_again = command_mail("patchbot: retest\n")
+    s.send(unsigned_again)
+    assert s.answers_to(unsigned_again) == [] and s.results_in(PHP_FIX) == []
+    raw = command_mail("patchbot: retest\n")
+    signed = type(raw)(dkim.sign(raw.data, b"s1", b"example.org", private,
+                                 include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]) + raw.data, "test")
+    s.send(signed)
+    assert "Done:\n  > patchbot: retest\n" in s.answer_to(signed)
+    assert len(s.results_in(PHP_FIX)) == 1
