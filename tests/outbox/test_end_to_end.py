@@ -71,7 +71,7 @@ RESULT_THREADS = [*list(SERIES_THREADS)[:4], PY_MAINTAINER, V2_COVER]
 def reply_to(delivered: Delivered, message_id: str, number: int = 1):
     found = [(sender, recipients, data) for sender, recipients, data in delivered.handler.messages
              if str(parse(data)["In-Reply-To"]).strip() == message_id]
-    assert len(found) == RESULT_THREADS.count(message_id) or 1, f"{len(found)} replies to {message_id}"
+    assert len(found) == (RESULT_THREADS.count(message_id) or 1), f"{len(found)} replies to {message_id}"
     return found[number - 1]
 
 
