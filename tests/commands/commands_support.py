@@ -9,7 +9,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 from outbox.outbox_support import (  # the outbox tests' real SMTP server, config and bot
     LIST, REVIEW, Bot, Handler, message_id_of, parse, sample_mails, smtp_server, write_config,

@@ -3,6 +3,8 @@ pipeline run, the acknowledgements read back from a real SMTP server on 127.0.0.
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from commands_support import (
 )
 from outbox.outbox_support import aurweb_repo  # noqa: F401 - module-scoped: the sample repository
 from outbox.outbox_support import BOT, LIST, Handler, message_id_of, smtp_server
+
+from patchbot.intake import take_in
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +275,25 @@ def test_with_require_dkim_only_a_signed_command_counts(make, tmp_path, monkeypa
     s.send(signed)
     assert "Done:\n  > patchbot: retest\n" in s.answer_to(signed)
     assert len(s.results_in(PHP_FIX)) == 1
+
+
+def test_a_command_mail_whose_handler_died_is_acknowledged_as_interrupted_not_run_again(make):
+    """A process claimed the mail, then died before storing what came of it (an apply may
+    have pushed): the next pass says so in the thread and does not act a second time."""
+    s = make()
+    mail = command_mail("patchbot: retest\n", message_id="<died@example.org>")
+    take_in(s.bot.store, mail)
+    store = s.bot.store
+    record = store.mail("<died@example.org>")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no process has any more
+    with store.transaction():
+        assert store.claim_command_mail(record.id, record.series_id, "lukas@example.org", 1,
+                                        f"{socket.gethostname()}:{dead.pid}")
+    counts = s.bot.run()
+    assert counts.get("commands interrupted") == 1, counts
+    [answer] = s.answers_to(mail)
+    assert "patchbot stopped while it was acting on this mail" in s.answer_to(mail), s.answer_to(mail)
+    assert len(s.results_in(PHP_FIX)) == 0  # the retest was not queued behind anyone's back
+    s.bot.run()
+    assert len(s.answers_to(mail)) == 1

@@ -87,3 +87,25 @@ def test_a_password_is_never_sent_in_clear_to_another_host(tmp_path):
     assert raised.value.key == "smtp.security"
     assert load(tmp_path, text + 'security = "starttls"\n').smtp.security == "starttls"
     assert load(tmp_path, text.replace("mail.example.org", "localhost")).smtp.host == "localhost"
+
+
+def test_commands_and_push_url(tmp_path):
+    text = GOOD.replace('default_branch = "master"', 'default_branch = "master"\npush_url = "../pushed.git"') + (
+        '[commands]\nmaintainers = ["lukas@example.org"]\nrequire_dkim = true\nmax_per_hour = 5\n')
+    config = load(tmp_path, text)
+    assert config.commands.maintainers == ("lukas@example.org",)
+    assert config.commands.require_dkim and config.commands.max_per_hour == 5
+    assert config.repository.push_url == str((tmp_path / ".." / "pushed.git").resolve())
+
+
+@pytest.mark.parametrize("section, key", [
+    ('[commands]\nmaintainers = ["Lukas <lukas@example.org>"]\n', "commands.maintainers"),
+    ('[commands]\nmaintainers = "lukas@example.org"\n', "commands.maintainers"),
+    ("[commands]\nmax_per_hour = 0\n", "commands.max_per_hour"),
+    ('[commands]\nrequire_dkim = "yes"\n', "commands.require_dkim"),
+    ("[commands]\nmaintainer = []\n", "commands.maintainer"),
+])
+def test_command_settings_name_the_key(tmp_path, section, key):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, GOOD + section)
+    assert raised.value.key == key
