@@ -259,7 +259,8 @@ def test_with_require_dkim_only_a_signed_command_counts(make, tmp_path, monkeypa
 
     private, record = make_key(tmp_path, "lukas")
     published = {b"s1._domainkey.example.org.": record}
-    # The DNS of this test: the key of example.org, nothing else.
+    # No DNS server here: the key of example.org (and nothing else) is served to dkimpy
+    # through the lookup patchbot.commands.dkim hands to its dnsfunc hook.
     monkeypatch.setattr(patchbot.commands.dkim, "_dns_lookup", published.get)
     s = make(require_dkim=True)
     forged = command_mail("patchbot: retest\n")
