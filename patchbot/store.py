@@ -384,9 +384,6 @@ class Store:
             ),
         )
 
-    def reclassify(self, mail_id: int, kind: str, kind_rule: str) -> None:
-        self._db.execute("UPDATE mails SET kind = ?, kind_rule = ? WHERE id = ?", (kind, kind_rule, mail_id))
-
     def reject_mail(self, mail_id: int, status: str, reason: str) -> None:
         """Mark a kept mail as rejected (bad input) or failed (our own error), with the reason."""
         self._db.execute("UPDATE mails SET status = ?, reason = ? WHERE id = ?", (status, reason, mail_id))
@@ -597,13 +594,6 @@ class Store:
             (_iso(datetime.now(timezone.utc)), test_run_id, request_id),
         )
 
-    def test_requests_of(self, series_id: int) -> list[TestRequest]:
-        rows = self._db.execute(
-            "SELECT id, series_id, number, base_ref, reason, suite FROM test_requests WHERE series_id = ? ORDER BY id",
-            (series_id,),
-        ).fetchall()
-        return [TestRequest(*row) for row in rows]
-
     # -- commands ---------------------------------------------------------------------------
 
     def unread_command_mails(self) -> list[MailRecord]:
@@ -627,10 +617,6 @@ class Store:
     def finish_command_mail(self, mail_id: int, outcome: object) -> None:
         self._db.execute("UPDATE command_mails SET outcome = ?, claimed_by = NULL WHERE mail_id = ?",
                          (json.dumps(outcome), mail_id))
-
-    def command_outcome(self, mail_id: int) -> object | None:
-        row = self._db.execute("SELECT outcome FROM command_mails WHERE mail_id = ?", (mail_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] is not None else None
 
     def interrupted_command_mails(self, claimer_alive: Callable[[str], bool]) -> list[MailRecord]:
         """Command mails claimed by a process that died before storing what came of them."""
@@ -666,9 +652,6 @@ class Store:
             (key, series_id, message_id, sender, json.dumps(list(recipients)), data, now, now),
         )
         return bool(cursor.rowcount)
-
-    def has_reply(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None
 
     def claim_due_replies(self, now: datetime, claimer: str, lease: timedelta,
                           claimer_alive: Callable[[str], bool]) -> list[OutboxItem]:
