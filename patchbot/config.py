@@ -109,6 +109,56 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """How `patchbot serve` schedules its work."""
+
+    workers: int = 2  # series tested at once (each runs its suites `work.parallel` at a time)
+    grace_s: float = 6 * 3600.0  # an incomplete series is tested with what it has after this long
+    poll_s: float = 30.0  # the pipeline runs at least this often, for retries and timers
+    lease_s: float = 600.0  # a job whose worker stops renewing is taken over after this long
+    drain_s: float = 3600.0  # on SIGTERM, running tests get this long to finish
+
+
+@dataclass(frozen=True)
+class LmtpSourceConfig:
+    """Mail delivered by the MTA: on a Unix socket (Postfix's lmtp:unix:) or a TCP port."""
+
+    socket: Path | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class MaildirSourceConfig:
+    """A Maildir that fetchmail or procmail delivers to; stored mails move to cur/, marked seen."""
+
+    path: Path
+    poll_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ImapSourceConfig:
+    """A mailbox polled over IMAP; a mail is marked \\Seen only once it is stored."""
+
+    host: str
+    username: str
+    password_file: Path
+    port: int | None = None  # 993 for tls, 143 otherwise
+    security: str = "tls"  # tls | starttls | plain (plain only to a loopback host)
+    folder: str = "INBOX"
+    poll_s: float = 60.0
+    ca_file: Path | None = None
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    lmtp: LmtpSourceConfig | None = None
+    maildir: MaildirSourceConfig | None = None
+    imap: ImapSourceConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     db: Path | None = None  # None: the default under the user's data directory
     work_dir: Path | None = None  # mirrors, worktrees, environments and logs
@@ -125,6 +175,8 @@ class Config:
     mail: MailConfig = MailConfig()
     smtp: SmtpConfig = SmtpConfig()
     commands: CommandsConfig = CommandsConfig()
+    serve: ServeConfig = ServeConfig()
+    sources: SourcesConfig = SourcesConfig()
     source: Path | None = None
 
 
@@ -273,11 +325,12 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     limits_table.done()
     mail, smtp = _mail(top.table("mail")), _smtp(top.table("smtp"), here)
     commands = _commands(top.table("commands"))
+    serve, sources = _serve(top.table("serve")), _sources(top.table("sources"), here)
     top.done()
     return Config(
         db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, expose=expose, repository=repository, stacks=stacks,
         shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
-        mail=mail, smtp=smtp, commands=commands, source=path,
+        mail=mail, smtp=smtp, commands=commands, serve=serve, sources=sources, source=path,
     )
 
 
@@ -359,6 +412,49 @@ def _smtp(table: _Table, here: Path) -> SmtpConfig:
         raise ConfigError("smtp.security", f"'plain' would send the password to {smtp.host} in clear: use starttls or tls")
     table.done()
     return smtp
+
+
+def _serve(table: _Table) -> ServeConfig:
+    serve = ServeConfig(
+        workers=table.positive("workers", int, 2), grace_s=table.positive("grace", float, ServeConfig.grace_s),
+        poll_s=table.positive("poll", float, 30.0), lease_s=table.positive("lease", float, 600.0),
+        drain_s=table.positive("drain", float, 3600.0),
+    )
+    table.done()
+    return serve
+
+
+def _sources(table: _Table, here: Path) -> SourcesConfig:
+    lmtp = maildir = imap = None
+    if "lmtp" in table.data:
+        section = table.table("lmtp")
+        lmtp = LmtpSourceConfig(socket=_path(section.get("socket", str), here), host=section.get("host", str, "127.0.0.1"),
+                                port=section.get("port", int))
+        if (lmtp.socket is None) == (lmtp.port is None):
+            raise ConfigError("sources.lmtp", "give either socket (a Unix socket path) or port, not both or neither")
+        section.done()
+    if "maildir" in table.data:
+        section = table.table("maildir")
+        maildir = MaildirSourceConfig(path=_path(section.get("path", str, required=True), here),
+                                      poll_s=section.positive("poll", float, 5.0))
+        section.done()
+    if "imap" in table.data:
+        section = table.table("imap")
+        security = section.get("security", str, "tls")
+        if security not in SMTP_SECURITY:
+            raise ConfigError("sources.imap.security", f"must be one of {', '.join(SMTP_SECURITY)}")
+        imap = ImapSourceConfig(
+            host=section.get("host", str, required=True), username=section.get("username", str, required=True),
+            password_file=_path(section.get("password_file", str, required=True), here),
+            port=section.get("port", int), security=security, folder=section.get("folder", str, "INBOX"),
+            poll_s=section.positive("poll", float, 60.0), ca_file=_path(section.get("ca_file", str), here),
+            timeout_s=section.positive("timeout", float, 60.0),
+        )
+        if security == "plain" and imap.host not in LOOPBACK_HOSTS:
+            raise ConfigError("sources.imap.security", f"'plain' would send the password to {imap.host} in clear: use starttls or tls")
+        section.done()
+    table.done()
+    return SourcesConfig(lmtp, maildir, imap)
 
 
 def _path(value: str | None, here: Path) -> Path | None:
