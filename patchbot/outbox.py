@@ -12,8 +12,6 @@ import asyncio
 import hashlib
 import logging
 import mailbox
-import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -22,6 +20,7 @@ from email.utils import format_datetime
 
 import aiosmtplib
 
+from patchbot.claims import CLAIMER, claimer_alive
 from patchbot.config import Config, SmtpConfig
 from patchbot.mail.headers import address_of
 from patchbot.report import Reply
@@ -34,21 +33,6 @@ SEND_DEADLINE_S = 300
 MAX_BACKOFF_S = 6 * 3600
 # Longer than any delivery may take; a claim of a sender that died on this host lapses at once.
 CLAIM_LEASE = timedelta(seconds=2 * SEND_DEADLINE_S)
-CLAIMER = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def claimer_alive(claimer: str) -> bool:
-    """Whether the process that claimed a reply may still be sending it."""
-    host, _, pid = claimer.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's sender: only its lease tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Delivery:

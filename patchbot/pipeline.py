@@ -10,19 +10,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from patchbot.apply import GitError
+from patchbot.claims import CLAIMER, claimer_alive
 from patchbot.commands.handle import handle_new_commands
 from patchbot.config import Config
 from patchbot.intake import Status, file_new_mails
 from patchbot.loops import reason_not_to_answer
 from patchbot.outbox import Delivery, enqueue, send_due
 from patchbot.report import result_reply
-from patchbot.store import SeriesRecord, Store
-from patchbot.testrun import TestRunError, test_series
+from patchbot.store import SeriesRecord, Store, TestRequest
+from patchbot.testrun import TestRunError, keep_test_run, run_test
 
 log = logging.getLogger(__name__)
+
+# A test that could not start (the repository unreachable, say) waits this long, doubling.
+RETRY_BASE_S = 60
+MAX_RETRY_S = 3600
 
 
 @dataclass
@@ -46,45 +52,111 @@ def file_mail(context: Context) -> None:
 
 
 def request_tests(context: Context) -> None:
-    """Every complete, current series that may be answered gets its first test request."""
+    """Every current series that may be answered gets its first test request: a complete one at
+    once, an incomplete one with what it has when its grace period ends after its newest mail
+    (and again once it is complete)."""
+    now = datetime.now(timezone.utc)
     for series in context.store.all_series():
-        if not series.complete or series.obsolete or series.ignored:
+        if series.obsolete or series.ignored or not series.patches:
             continue
-        reason = _reason_to_stay_quiet(context, series)
-        if reason:
-            log.info("series %d: not testing: %s", series.id, reason)
+        reason = _test_reason(context, series, now)
+        if reason is None:
+            continue
+        quiet = _reason_to_stay_quiet(context, series)
+        if quiet:
+            log.info("series %d: not testing: %s", series.id, quiet)
             continue
         with context.store.transaction():
-            if context.store.request_test(series.id, "complete series", first_only=True):
+            first_only = reason == COMPLETE
+            if context.store.request_test(series.id, reason, first_only=first_only):
+                log.info("series %d v%d: test requested (%s)", series.id, series.version, reason)
                 context.count("tests requested")
 
 
-def run_tests(context: Context) -> None:
-    """Test each requested series and keep the reply for it in the outbox."""
-    store = context.store
-    for request in store.pending_test_requests():
-        series = store.series(request.series_id)
-        if series.obsolete or series.ignored:
-            with store.transaction():
-                store.finish_test_request(request.id, None)
-            log.info("series %d: %s before it was tested", series.id, "ignored" if series.ignored else "superseded")
-            continue
-        log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
-        try:
-            test_series(store, context.config, series.id, work=context.work, hidden=context.hidden,
-                        base_ref=request.base_ref, only_suite=request.suite)
-        except (GitError, TestRunError) as error:
-            # The request stays pending: the next pass tries again.
-            log.error("series %d: could not be tested: %s", series.id, error)
-            context.count("tests that could not run")
-            continue
-        run = store.latest_test_run(series.id)
-        reply = result_reply(store, context.config, series, run, request.number)
-        queued = enqueue(store, context.config, reply)
+COMPLETE = "complete series"
+INCOMPLETE = "incomplete series, grace period over"
+COMPLETED = "series completed after an incomplete test"
+
+
+def _test_reason(context: Context, series: SeriesRecord, now: datetime) -> str | None:
+    reasons = context.store.request_reasons(series.id)
+    if series.complete:
+        if not reasons:
+            return COMPLETE
+        return COMPLETED if reasons == [INCOMPLETE] else None
+    if reasons:
+        return None
+    last = context.store.last_received(series.id)
+    if last is not None and now - last >= timedelta(seconds=context.config.serve.grace_s):
+        return INCOMPLETE
+    return None
+
+
+@dataclass(frozen=True)
+class Tested:
+    """What came of one claimed test request."""
+
+    request: TestRequest
+    outcome: str  # tested | dropped | could not run | claim lost
+    detail: str = ""
+
+
+def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path, ...], request: TestRequest,
+                   claimer: str = CLAIMER) -> Tested:
+    """Test one claimed request, and keep its run, its reply and its end in one transaction.
+
+    A crash before that commit leaves the request claimed by a dead process: it is run again,
+    and nothing of the first attempt was kept. A run that cannot start waits and is retried."""
+    series = store.series(request.series_id)
+    if series.obsolete or series.ignored:
         with store.transaction():
-            store.finish_test_request(request.id, run.id)
-        context.count("series tested")
-        context.count("replies queued", int(queued))
+            store.finish_test_request(request.id, None, claimer)
+        why = "ignored" if series.ignored else "superseded"
+        log.info("series %d: %s before it was tested", series.id, why)
+        return Tested(request, "dropped", why)
+    log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
+    try:
+        run = run_test(store, config, series.id, work=work, hidden=hidden,
+                       base_ref=request.base_ref, only_suite=request.suite)
+    except (GitError, TestRunError) as error:
+        delay = min(RETRY_BASE_S * 2 ** request.attempts, MAX_RETRY_S)
+        log.error("series %d: could not be tested (attempt %d, next in %d s): %s",
+                  series.id, request.attempts + 1, delay, error)
+        with store.transaction():
+            store.retry_test_request(request.id, claimer, str(error),
+                                     datetime.now(timezone.utc) + timedelta(seconds=delay))
+        return Tested(request, "could not run", str(error))
+    with store.transaction():
+        run_id = keep_test_run(store, run)
+        if not store.finish_test_request(request.id, run_id, claimer):
+            # Our lease lapsed and another worker took the request: its result counts.
+            raise _ClaimLost(request.id)
+        reply = result_reply(store, config, series, store.test_run(run_id), request.number)
+        queued = enqueue(store, config, reply)
+    log.info("series %d v%d: %s; reply %s", series.id, series.version, run.summary()["outcome"],
+             "queued" if queued else "was queued already")
+    return Tested(request, "tested", run.summary()["outcome"])
+
+
+class _ClaimLost(Exception):
+    pass
+
+
+def claim_test(store: Store, config: Config, claimer: str = CLAIMER) -> TestRequest | None:
+    lease = timedelta(seconds=config.serve.lease_s)
+    return store.claim_test_request(datetime.now(timezone.utc), claimer, lease, claimer_alive)
+
+
+def run_tests(context: Context) -> None:
+    """Test each requested series (one claim at a time) and keep the reply for it in the outbox."""
+    while (request := claim_test(context.store, context.config)) is not None:
+        try:
+            tested = test_requested(context.store, context.config, context.work, context.hidden, request)
+        except _ClaimLost:
+            log.warning("test request %d: taken over by another worker while it ran", request.id)
+            continue
+        context.count({"tested": "series tested", "dropped": "tests dropped",
+                       "could not run": "tests that could not run"}[tested.outcome])
 
 
 def handle_commands(context: Context) -> None:

@@ -159,6 +159,31 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT id, series_id, coalesce(sender, ''), 0, received_at, '"kept before commands were read"'
         FROM mails WHERE status = 'filed' AND kind NOT IN ('patch', 'cover', 'pull') AND series_id IS NOT NULL
     """,
+    # 5 -> 6: the service. A test request is a job: a worker claims it under a lease it renews,
+    # a claim of a dead worker lapses, and a run that could not start waits before the next try.
+    # Services note themselves (for `patchbot status`) and the warnings and errors they logged.
+    """
+    ALTER TABLE test_requests ADD COLUMN claimed_by TEXT;
+    ALTER TABLE test_requests ADD COLUMN claimed_until TEXT;
+    ALTER TABLE test_requests ADD COLUMN started_at TEXT;
+    ALTER TABLE test_requests ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE test_requests ADD COLUMN last_error TEXT;
+    ALTER TABLE test_requests ADD COLUMN next_attempt_at TEXT;
+    CREATE INDEX test_requests_open ON test_requests(done_at);
+    CREATE TABLE services (
+        claimer TEXT PRIMARY KEY,                -- host:pid:start of a `patchbot serve`
+        started_at TEXT NOT NULL,
+        beat_at TEXT NOT NULL,                   -- renewed while it runs
+        state TEXT NOT NULL,                     -- serving | draining | stopped
+        sources TEXT NOT NULL                    -- what it listens to, for status
+    );
+    CREATE TABLE service_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL
+    )
+    """,
 )
 
 
@@ -584,15 +609,99 @@ class Store:
 
     def pending_test_requests(self) -> list[TestRequest]:
         rows = self._db.execute(
-            "SELECT id, series_id, number, base_ref, reason, suite FROM test_requests WHERE done_at IS NULL ORDER BY id"
+            f"SELECT {_REQUEST_COLUMNS} FROM test_requests WHERE done_at IS NULL ORDER BY id"
         ).fetchall()
-        return [TestRequest(*row) for row in rows]
+        return [_test_request(row) for row in rows]
 
-    def finish_test_request(self, request_id: int, test_run_id: int | None) -> None:
+    def claim_test_request(self, now: datetime, claimer: str, lease: timedelta,
+                           claimer_alive: Callable[[str], bool]) -> TestRequest | None:
+        """Claim the oldest open request that is due and free, and return it (None: nothing to do).
+
+        A request is free when nobody claimed it, its lease ended, or its claimer is known to
+        be dead (a crash). Requests of a series wait while another of the same series runs, so
+        that a retest never overtakes the test it follows."""
+        with self.transaction():
+            rows = self._db.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM test_requests WHERE done_at IS NULL ORDER BY id"
+            ).fetchall()
+            busy: set[int] = set()
+            for row in rows:
+                request = _test_request(row)
+                held = request.claimed_by is not None and request.claimed_until > now and claimer_alive(request.claimed_by)
+                if held or request.series_id in busy:
+                    busy.add(request.series_id)
+                    continue
+                busy.add(request.series_id)
+                if request.next_attempt_at is not None and request.next_attempt_at > now:
+                    continue
+                self._db.execute(
+                    "UPDATE test_requests SET claimed_by = ?, claimed_until = ?, started_at = ? WHERE id = ?",
+                    (claimer, _iso(now + lease), _iso(now), request.id),
+                )
+                return self.test_request(request.id)
+        return None
+
+    def test_request(self, request_id: int) -> TestRequest | None:
+        row = self._db.execute(f"SELECT {_REQUEST_COLUMNS} FROM test_requests WHERE id = ?", (request_id,)).fetchone()
+        return _test_request(row) if row else None
+
+    def renew_test_claims(self, claimer: str, until: datetime) -> None:
+        """Extend the leases of the requests a live worker is still running."""
+        self._db.execute("UPDATE test_requests SET claimed_until = ? WHERE claimed_by = ? AND done_at IS NULL",
+                         (_iso(until), claimer))
+
+    def retry_test_request(self, request_id: int, claimer: str, error: str, next_attempt_at: datetime) -> None:
+        """A run that could not start (git, the repository): let go of it until `next_attempt_at`."""
         self._db.execute(
-            "UPDATE test_requests SET done_at = ?, test_run_id = ? WHERE id = ?",
-            (_iso(datetime.now(timezone.utc)), test_run_id, request_id),
+            "UPDATE test_requests SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1,"
+            " last_error = ?, next_attempt_at = ? WHERE id = ? AND claimed_by = ?",
+            (error, _iso(next_attempt_at), request_id, claimer),
         )
+
+    def finish_test_request(self, request_id: int, test_run_id: int | None, claimer: str | None = None) -> bool:
+        """Close a request; with `claimer`, only while that claimer still holds it (False if not)."""
+        cursor = self._db.execute(
+            "UPDATE test_requests SET done_at = ?, test_run_id = ?, claimed_by = NULL, claimed_until = NULL"
+            " WHERE id = ? AND done_at IS NULL AND (? IS NULL OR claimed_by = ?)",
+            (_iso(datetime.now(timezone.utc)), test_run_id, request_id, claimer, claimer),
+        )
+        return bool(cursor.rowcount)
+
+    def request_reasons(self, series_id: int) -> list[str]:
+        return [row[0] for row in self._db.execute(
+            "SELECT reason FROM test_requests WHERE series_id = ? ORDER BY number", (series_id,))]
+
+    def last_received(self, series_id: int) -> datetime | None:
+        """When the newest mail of a series arrived (the grace period for incomplete ones counts from it)."""
+        row = self._db.execute("SELECT max(received_at) FROM mails WHERE series_id = ?", (series_id,)).fetchone()
+        return _moment(row[0])
+
+    # -- services ---------------------------------------------------------------------------
+
+    def note_service(self, claimer: str, state: str, sources: Sequence[str]) -> None:
+        now = _iso(datetime.now(timezone.utc))
+        self._db.execute(
+            "INSERT INTO services (claimer, started_at, beat_at, state, sources) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (claimer) DO UPDATE SET beat_at = excluded.beat_at, state = excluded.state,"
+            " sources = excluded.sources",
+            (claimer, now, now, state, json.dumps(list(sources))),
+        )
+
+    def services(self) -> list[ServiceRecord]:
+        rows = self._db.execute(
+            "SELECT claimer, started_at, beat_at, state, sources FROM services ORDER BY started_at DESC"
+        ).fetchall()
+        return [ServiceRecord(row[0], _moment(row[1]), _moment(row[2]), row[3], tuple(json.loads(row[4]))) for row in rows]
+
+    def add_service_events(self, events: Sequence[tuple[datetime, str, str]], keep: int = 1000) -> None:
+        """Keep the warnings and errors a service logged; only the newest `keep` stay."""
+        self._db.executemany("INSERT INTO service_events (at, level, message) VALUES (?, ?, ?)",
+                             [(_iso(at), level, message) for at, level, message in events])
+        self._db.execute("DELETE FROM service_events WHERE id <= (SELECT max(id) FROM service_events) - ?", (keep,))
+
+    def service_events(self, limit: int) -> list[tuple[datetime, str, str]]:
+        rows = self._db.execute("SELECT at, level, message FROM service_events ORDER BY id DESC LIMIT ?", (limit,))
+        return [(_moment(at), level, message) for at, level, message in rows]
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -722,6 +831,31 @@ class TestRequest:
     base_ref: str | None
     reason: str
     suite: str | None = None  # only this suite (a retest of one suite)
+    claimed_by: str | None = None  # the worker running it, host:pid:start
+    claimed_until: datetime | None = None
+    started_at: datetime | None = None
+    attempts: int = 0  # runs that could not start
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+_REQUEST_COLUMNS = ("id, series_id, number, base_ref, reason, suite, claimed_by, claimed_until, started_at, attempts,"
+                    " last_error, next_attempt_at")
+
+
+def _test_request(row: tuple) -> TestRequest:
+    return TestRequest(*row[:7], _moment(row[7]), _moment(row[8]), row[9], row[10], _moment(row[11]))
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """A `patchbot serve` process as it last noted itself."""
+
+    claimer: str
+    started_at: datetime
+    beat_at: datetime
+    state: str
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)

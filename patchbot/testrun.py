@@ -139,6 +139,23 @@ def test_series(
     base_ref: str | None = None, repository_url: str | None = None, only_suite: str | None = None,
 ) -> TestRun:
     """Run everything for one stored series and keep the result in the store."""
+    run = run_test(store, config, series_id, work=work, hidden=hidden, base_ref=base_ref,
+                   repository_url=repository_url, only_suite=only_suite)
+    with store.transaction():
+        keep_test_run(store, run)
+    return run
+
+
+def keep_test_run(store: Store, run: TestRun) -> int:
+    """Store a finished run (inside the caller's transaction, with what follows from it)."""
+    return store.add_test_run(run.series.id, run.started_at, run.summary(), [suite.result for suite in run.tip])
+
+
+def run_test(
+    store: Store, config: Config, series_id: int, *, work: Path, hidden: tuple[Path, ...],
+    base_ref: str | None = None, repository_url: str | None = None, only_suite: str | None = None,
+) -> TestRun:
+    """Run everything for one stored series; the caller stores the run (see keep_test_run)."""
     started = datetime.now(timezone.utc)
     repository = _repository(config, repository_url)
     series = store.series(series_id)
@@ -163,8 +180,6 @@ def test_series(
             run = _run_suites(store, config, mirror, series, applied, work, hidden, started, only_suite)
         finally:
             remove_worktree(mirror, applied.worktree)
-    with store.transaction():
-        store.add_test_run(series.id, started, run.summary(), [suite.result for suite in run.tip])
     return run
 
 

@@ -22,7 +22,8 @@ from patchbot.commands.parse import CommandLine, commands_in_mail
 from patchbot.config import Config
 from patchbot.loops import reason_not_to_answer
 from patchbot.mail.headers import message_ids_in
-from patchbot.outbox import CLAIMER, claimer_alive, enqueue
+from patchbot.claims import CLAIMER, claimer_alive
+from patchbot.outbox import enqueue
 from patchbot.render import render
 from patchbot.report import Reply, reply_subject
 from patchbot.store import MailRecord, SeriesRecord, Store
