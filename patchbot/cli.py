@@ -70,7 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
         "or - for standard input; which one is detected. Ingesting a mail twice changes nothing.",
     )
     ingest_parser.add_argument("paths", nargs="+", metavar="PATH")
+    ingest_parser.add_argument(
+        "--backfill", action="store_true",
+        help="the mails are the list's history (an archive export): file them so that later versions are "
+        "recognised, but never test or answer their series, nor obey the commands in their replies",
+    )
     ingest_parser.set_defaults(run=cmd_ingest)
+
+    serve_parser = commands.add_parser(
+        "serve", help="run as a service: receive the list's mail and answer it as it arrives",
+        description="Take mail from the sources in [sources] (an LMTP server for the MTA, a Maildir, an "
+        "IMAP mailbox), store each mail before acknowledging it, and run the pipeline as mail arrives: "
+        "file, handle commands, test at most [serve] workers series at once, reply. Runs until SIGTERM "
+        "or SIGINT, which drain (no new mail or test; running tests get [serve] drain seconds; due "
+        "replies are sent); SIGHUP reloads the configuration. Logs one line per event on stderr "
+        "(with syslog priorities under systemd). A restart after a crash resumes the work the store "
+        "holds: no mail is lost and no reply is sent twice.",
+    )
+    serve_parser.set_defaults(run=cmd_serve)
+
+    status_parser = commands.add_parser(
+        "status", help="show the services, the test queue, the outbox and recent errors",
+        description="What `patchbot serve` is doing, read from the database: each service and whether "
+        "it lives, the tests running, waiting and waiting to retry (with their last error), the "
+        "replies to send, and the newest warnings and errors the services logged.",
+    )
+    status_parser.add_argument("--json", action="store_true", help="print JSON")
+    status_parser.set_defaults(run=cmd_status)
 
     series_parser = commands.add_parser(
         "series", help="list and show patch series",
@@ -145,7 +171,7 @@ def db_path(args: argparse.Namespace, config: Config) -> Path:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from patchbot.intake import IngestSummary, ingest
+    from patchbot.intake import IngestSummary, ingest, keep_quiet_about
     from patchbot.show import ingest_summary_text
     from patchbot.sources.files import source_for
 
@@ -155,6 +181,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         source = source_for(path)
         log.debug("ingest: reading %s", source.name)
         ingest(store, source, summary, _progress_printer(source.name, summary))
+    if args.backfill:
+        log.info("ingest: back-filled: %d series kept as history, never answered", keep_quiet_about(store, summary.filed))
     sys.stdout.write(ingest_summary_text(summary))
     for problem in summary.unreadable:
         log.error("ingest: could not read %s", problem)
@@ -220,6 +248,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(database)
     counts = run_pending(store, config, prepare_testing(config, database), secrets_of(config, database))
     sys.stdout.write(run_summary_text(counts))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from patchbot.serve import serve, use_service_log_lines
+
+    use_service_log_lines()
+    config = load_config(args.config)
+    database = db_path(args, config)
+    Store(database).close()  # an unusable database stops the start, with its reason
+    return serve(args.config, database, config, prepare_testing(config, database))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from patchbot.status import status_object, status_of, status_text
+
+    status = status_of(open_store(args), datetime.now(timezone.utc))
+    if args.json:
+        _print_json(status_object(status))
+    else:
+        sys.stdout.write(status_text(status))
     return EXIT_OK
 
 

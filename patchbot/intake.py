@@ -31,6 +31,7 @@ class Outcome:
     kind: str | None = None
     reason: str | None = None
     series_id: int | None = None
+    mail_id: int | None = None
 
 
 def keep(store: Store, raw: RawMail) -> tuple[str, int | None]:
@@ -58,7 +59,7 @@ def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received
         log.error("cannot file %s: %s: %s", message_id, type(error).__name__, error, exc_info=log.isEnabledFor(logging.DEBUG))
         store.reject_mail(mail_id, "failed", f"internal error: {type(error).__name__}: {error}")
         return Outcome(message_id, Status.FAILED, reason="internal error")
-    return Outcome(message_id, Status.FILED, kind=filing.kind.value, series_id=filing.series_id)
+    return Outcome(message_id, Status.FILED, kind=filing.kind.value, series_id=filing.series_id, mail_id=mail_id)
 
 
 def take_in(store: Store, raw: RawMail) -> Outcome:
@@ -102,6 +103,7 @@ class IngestSummary:
     rejected: Counter = field(default_factory=Counter)
     failed: int = 0
     unreadable: list[str] = field(default_factory=list)
+    filed: list[Outcome] = field(default_factory=list)  # those in a series, for --backfill
 
     def add(self, outcome: Outcome) -> None:
         if outcome.status is Status.KNOWN:
@@ -110,6 +112,8 @@ class IngestSummary:
         self.new += 1
         if outcome.status is Status.FILED:
             self.kinds[outcome.kind] += 1
+            if outcome.series_id is not None:
+                self.filed.append(outcome)
         elif outcome.status is Status.REJECTED:
             self.rejected[outcome.reason] += 1
         else:
@@ -118,6 +122,28 @@ class IngestSummary:
     @property
     def total(self) -> int:
         return self.new + self.known
+
+
+HISTORY = "back-filled from the archive: not answered"
+
+
+def keep_quiet_about(store: Store, filed: list[Outcome]) -> int:
+    """Treat mails back-filled from the list's archive as history: their series are never
+    tested nor answered, and the commands in their replies are never obeyed. Later versions
+    of those series are tested as usual. Returns how many series were silenced."""
+    silenced = 0
+    with store.transaction():
+        for series_id in sorted({outcome.series_id for outcome in filed}):
+            request = store.request_test(series_id, HISTORY, first_only=True)
+            if request is not None:
+                store.finish_test_request(request.id, None)
+                silenced += 1
+        for outcome in filed:
+            if outcome.kind not in ("patch", "cover", "pull"):
+                mail = store.mail_by_id(outcome.mail_id)
+                if store.claim_command_mail(outcome.mail_id, outcome.series_id, mail.facts.sender or "", 0, HISTORY):
+                    store.finish_command_mail(outcome.mail_id, HISTORY)
+    return silenced
 
 
 def ingest(store: Store, source: Source, summary: IngestSummary, progress: Callable[[], None], batch: int = 500) -> None:

@@ -20,7 +20,7 @@ from patchbot.config import Config
 from patchbot.intake import Status, file_new_mails
 from patchbot.loops import reason_not_to_answer
 from patchbot.outbox import Delivery, enqueue, send_due
-from patchbot.report import result_reply
+from patchbot.report import result_reply, superseded_reply
 from patchbot.store import SeriesRecord, Store, TestRequest
 from patchbot.testrun import TestRunError, keep_test_run, run_test
 
@@ -52,12 +52,13 @@ def file_mail(context: Context) -> None:
 
 
 def request_tests(context: Context) -> None:
-    """Every current series that may be answered gets its first test request: a complete one at
-    once, an incomplete one with what it has when its grace period ends after its newest mail
-    (and again once it is complete)."""
+    """Every series that may be answered gets its first test request: a complete one at once, an
+    incomplete one with what it has when its grace period ends after its newest mail (and again
+    once it is complete). A superseded version is requested too: "run tests" answers it with a
+    note instead of a test, so that every version hears back once."""
     now = datetime.now(timezone.utc)
     for series in context.store.all_series():
-        if series.obsolete or series.ignored or not series.patches:
+        if series.ignored or not series.patches or (series.obsolete and not series.complete):
             continue
         reason = _test_reason(context, series, now)
         if reason is None:
@@ -108,12 +109,18 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
     A crash before that commit leaves the request claimed by a dead process: it is run again,
     and nothing of the first attempt was kept. A run that cannot start waits and is retried."""
     series = store.series(request.series_id)
-    if series.obsolete or series.ignored:
+    if series.ignored:  # the acknowledgement of "ignore" said so: nothing more to send
         with store.transaction():
             store.finish_test_request(request.id, None, claimer)
-        why = "ignored" if series.ignored else "superseded"
-        log.info("series %d: %s before it was tested", series.id, why)
-        return Tested(request, "dropped", why)
+        log.info("series %d: ignored before it was tested", series.id)
+        return Tested(request, "dropped", "ignored")
+    if series.obsolete:  # every version is answered once: this one with why it was not tested
+        with store.transaction():
+            if store.finish_test_request(request.id, None, claimer):
+                enqueue(store, config, superseded_reply(store, config, series, store.newer_version(series.id),
+                                                        request.number))
+        log.info("series %d v%d: superseded before it was tested", series.id, series.version)
+        return Tested(request, "dropped", "superseded")
     log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
     try:
         run = run_test(store, config, series.id, work=work, hidden=hidden,

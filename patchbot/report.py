@@ -64,6 +64,18 @@ def reply_subject(original: str) -> str:
 
 def result_reply(store: Store, config: Config, series: SeriesRecord, run: StoredTestRun, request: int) -> Reply:
     """The one reply for a test run of a series version (`request` counts retests)."""
+    return series_reply(store, config, series, request, render("reply/series-result.txt", **result_context(config, series, run)))
+
+
+def superseded_reply(store: Store, config: Config, series: SeriesRecord, newer: SeriesRecord | None, request: int) -> Reply:
+    """In place of the result of a version a newer one replaced before it was tested."""
+    body = render("reply/series-superseded.txt", version=series.version,
+                  newer=f"v{newer.version} ({newer.title})" if newer else "a newer version")
+    return series_reply(store, config, series, request, body)
+
+
+def series_reply(store: Store, config: Config, series: SeriesRecord, request: int, body: str) -> Reply:
+    """A reply in a series' thread; its key allows one per series version and test request."""
     thread = thread_of(store, series)
     to, cc = recipients(config, series)
     return Reply(
@@ -74,7 +86,7 @@ def result_reply(store: Store, config: Config, series: SeriesRecord, run: Stored
         references=(*thread.references, thread.message_id),
         to=to,
         cc=cc,
-        body=render("reply/series-result.txt", **result_context(config, series, run)),
+        body=body,
         series_tag=f"{series.id}/v{series.version}",
     )
 

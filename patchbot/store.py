@@ -182,7 +182,13 @@ MIGRATIONS: tuple[str, ...] = (
         at TEXT NOT NULL,
         level TEXT NOT NULL,
         message TEXT NOT NULL
-    )
+    );
+    -- From now on a version superseded before its test is answered with a note. Those
+    -- superseded before this schema were deliberately left alone, and stay so.
+    INSERT INTO test_requests (series_id, number, reason, created_at, done_at)
+        SELECT id, 1, 'superseded before it was tested (kept from schema 5)',
+               strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')
+        FROM series WHERE obsolete = 1 AND id NOT IN (SELECT series_id FROM test_requests)
     """,
 )
 
@@ -518,6 +524,14 @@ class Store:
         ).fetchall()
         return [self._series_record(row) for row in rows]
 
+    def newer_version(self, series_id: int) -> SeriesRecord | None:
+        """The newest series that re-rolls this one."""
+        row = self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.supersedes_id = ? ORDER BY s.version DESC, s.id DESC LIMIT 1",
+            (series_id,),
+        ).fetchone()
+        return self._series_record(row) if row else None
+
     def earlier_versions(self, author: str, normalised_title: str, below_version: int, exclude_id: int) -> list[SeriesRecord]:
         """Series with the same author and title and a lower version, newest version first."""
         rows = self._db.execute(
@@ -806,6 +820,16 @@ class Store:
             " WHERE id = ?",
             (error, item_id),
         )
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Replies per status; pending ones that failed at least once count as "retrying"."""
+        counts: dict[str, int] = {}
+        for status, number in self._db.execute(
+            "SELECT CASE WHEN status = 'pending' AND attempts > 0 THEN 'retrying' ELSE status END, count(*)"
+            " FROM outbox GROUP BY 1"
+        ):
+            counts[status] = number
+        return counts
 
     def base_result(self, base_commit: str, suite: str, suite_key: str) -> SuiteResult | None:
         row = self._db.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from aiosmtpd.controller import Controller, UnixSocketController
@@ -27,8 +28,9 @@ ERR_451 = "451 4.3.0 patchbot cannot store the mail now; please try again later"
 class LmtpDelivery:
     """An aiosmtpd handler that keeps every delivered mail in the store."""
 
-    def __init__(self, db_path: Path):
+    def __init__(self, db_path: Path, on_stored: Callable[[], None] | None = None):
         self.db_path = db_path
+        self.on_stored = on_stored  # `patchbot serve` wakes its scheduler
         self._store: Store | None = None  # opened in the server's thread: SQLite wants that
 
     async def handle_DATA(self, server, session, envelope) -> str:
@@ -45,12 +47,20 @@ class LmtpDelivery:
             log.info("lmtp: %s was stored already", message_id)
             return f"250 2.0.0 {message_id} was stored already"
         log.info("lmtp: stored %s (%d bytes)", message_id, len(data))
+        if self.on_stored is not None:
+            self.on_stored()
         return f"250 2.0.0 stored as {message_id}"
+
+
+class _PatchLmtp(LMTP):
+    # RFC 5321's 1000 octets would answer a patch with a long line (minified code, a lock file)
+    # with a permanent 500, and the MTA would bounce it: the mail would be lost to patchbot.
+    line_length_limit = 1024 * 1024
 
 
 class _SpeaksLmtp:
     def factory(self):
-        return LMTP(self.handler, **self.SMTP_kwargs)
+        return _PatchLmtp(self.handler, **self.SMTP_kwargs)
 
 
 class LmtpController(_SpeaksLmtp, Controller):

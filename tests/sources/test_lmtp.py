@@ -81,3 +81,12 @@ def test_lmtp_on_a_unix_socket(tmp_path):
     finally:
         controller.stop()
     assert Store(tmp_path / "p.db").has_mail("<lmtp.1@example.org>")
+
+
+def test_a_mail_with_lines_longer_than_rfc_5321_allows_is_stored_intact(lmtp, tmp_path):
+    """A patch may carry minified code: a 500 for its long line would bounce it at the MTA."""
+    deliver = lmtp(tmp_path / "p.db")
+    long_mail = MAIL.replace(b"<lmtp.1@", b"<lmtp.long@").replace(b"+b\r\n", b"+" + b"x" * 20000 + b"\r\n")
+    deliver(long_mail)
+    store = Store(tmp_path / "p.db")
+    assert store.raw_mail(store.mail("<lmtp.long@example.org>").id) == long_mail

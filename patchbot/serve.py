@@ -1,0 +1,396 @@
+"""`patchbot serve`: take mail from the configured sources and run the pipeline as it arrives.
+
+Sources (LMTP, Maildir, IMAP) only store mail, each on its own thread, and wake the
+scheduler. The scheduler, on the main thread, runs the pipeline's short stages in order (file
+mail, handle commands, request tests, send replies) and hands claimed test requests to at most
+`[serve] workers` worker threads. Everything a stage acts on is in the store first, under a
+claim, so a restart resumes where a crash left off and answers nothing twice.
+
+SIGTERM (and SIGINT) drain: the sources stop (the MTA keeps what it could not deliver), no new
+test starts, running tests get `[serve] drain` seconds, due replies go out, exit 0. SIGHUP
+reloads the configuration; an invalid one is logged and the running one kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Protocol
+
+from patchbot import PatchbotError
+from patchbot.claims import CLAIMER
+from patchbot.config import Config, ConfigError, SourcesConfig, load_config
+from patchbot.pipeline import RETRY_BASE_S, STAGES, Context, Tested, claim_test, send_replies, test_requested
+from patchbot.store import Store, StoreError, TestRequest
+
+log = logging.getLogger(__name__)
+
+# The stages the scheduler runs itself; "run tests" is the workers'.
+SCHEDULER_STAGES = tuple((name, stage) for name, stage in STAGES if name != "run tests")
+MAX_SOURCE_BACKOFF_S = 300.0
+MAX_WORKERS = 64  # the pool's size; [serve] workers (reloadable) bounds how many run
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a reload may change: the configuration and what follows from it."""
+
+    config: Config
+    work: Path
+    hidden: tuple[Path, ...]
+
+
+class Poller(Protocol):
+    """A source polled for new mail: Maildir, IMAP."""
+
+    def poll_once(self, store: Store) -> int: ...  # mails newly stored
+
+
+class RunningSource(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class PolledSource:
+    """Polls one source on its own thread, wakes the scheduler when it stored mail, and backs
+    off (doubling, at most five minutes) while the source fails."""
+
+    def __init__(self, name: str, poller: Poller, interval_s: float, db_path: Path, wake: Callable[[], None]):
+        self.name, self.poller, self.interval_s, self.db_path, self.wake = name, poller, interval_s, db_path, wake
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source {name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=60)
+        close = getattr(self.poller, "close", None)
+        if close is not None:
+            close()
+
+    def _run(self) -> None:
+        store = None
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                store = store or Store(self.db_path)
+                if self.poller.poll_once(store):
+                    self.wake()
+                failures = 0
+            except Exception as error:  # noqa: BLE001 - a source's trouble must not end the service
+                failures += 1
+                log.error("source %s: %s (attempt %d)", self.name, error, failures)
+            delay = self.interval_s if not failures else min(self.interval_s * 2 ** failures, MAX_SOURCE_BACKOFF_S)
+            self._stopping.wait(delay)
+        if store is not None:
+            store.close()
+
+
+class LmtpSource:
+    """The LMTP server (aiosmtpd runs it on a thread of its own)."""
+
+    def __init__(self, settings, db_path: Path, wake: Callable[[], None]):
+        from patchbot.sources.lmtp import LmtpController, LmtpDelivery, LmtpSocketController
+
+        delivery = LmtpDelivery(db_path, on_stored=wake)
+        self.socket = settings.socket
+        if settings.socket is not None:
+            self.name = f"lmtp unix:{settings.socket}"
+            self._controller = LmtpSocketController(delivery, unix_socket=str(settings.socket))
+        else:
+            self.name = f"lmtp {settings.host}:{settings.port}"
+            self._controller = LmtpController(delivery, hostname=settings.host, port=settings.port)
+
+    def start(self) -> None:
+        if self.socket is not None:
+            _remove_stale_socket(self.socket)
+        self._controller.start()
+        if self.socket is not None:
+            # Who may deliver is decided by the socket's folder (patchbot:postfix 0750).
+            os.chmod(self.socket, 0o666)
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket file a crash left behind would stop the bind; a live server keeps its own."""
+    import socket as sockets
+    import stat
+
+    try:
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise PatchbotError(f"{path} exists and is not a socket: not replacing it")
+    except FileNotFoundError:
+        return
+    with sockets.socket(sockets.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+            return
+    raise PatchbotError(f"{path}: another server is listening on it")
+
+
+def sources_of(config: SourcesConfig, db_path: Path, wake: Callable[[], None]) -> list[RunningSource]:
+    sources: list[RunningSource] = []
+    if config.lmtp is not None:
+        sources.append(LmtpSource(config.lmtp, db_path, wake))
+    if config.maildir is not None:
+        from patchbot.sources.maildir import MaildirWatcher
+
+        sources.append(PolledSource(f"maildir {config.maildir.path}", MaildirWatcher(config.maildir),
+                                    config.maildir.poll_s, db_path, wake))
+    if config.imap is not None:
+        from patchbot.sources.imap import ImapPoller
+
+        imap = config.imap
+        sources.append(PolledSource(f"imap {imap.username}@{imap.host}/{imap.folder}", ImapPoller(imap),
+                                    imap.poll_s, db_path, wake))
+    return sources
+
+
+class EventLog(logging.Handler):
+    """Keeps the warnings and errors logged on any thread until the scheduler stores them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.pending: deque[tuple[datetime, str, str]] = deque(maxlen=1000)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.pending.append((datetime.fromtimestamp(record.created, timezone.utc), record.levelname.lower(),
+                             record.getMessage()))
+
+    def take(self) -> list[tuple[datetime, str, str]]:
+        taken = []
+        while self.pending:
+            taken.append(self.pending.popleft())
+        return taken
+
+
+class Service:
+    """One `patchbot serve` process."""
+
+    def __init__(self, config_path: Path | None, db_path: Path, settings: Settings):
+        self.config_path, self.db_path, self.settings = config_path, db_path, settings
+        self.store = Store(db_path)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._reload = False
+        self._running: dict[Future, TestRequest] = {}
+        self._pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="worker")
+        self._local = threading.local()
+        self._events = EventLog()
+        self._sources: list[RunningSource] = []
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_stop_signal(self, number, frame) -> None:
+        log.info("serve: %s: draining", signal.Signals(number).name)
+        self._stopping = True
+        self._wake.set()
+
+    def _on_reload_signal(self, number, frame) -> None:
+        self._reload = True
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        logging.getLogger("patchbot").addHandler(self._events)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        self._sources = sources_of(self.settings.config.sources, self.db_path, self.wake)
+        try:
+            for source in self._sources:
+                try:
+                    source.start()
+                except (OSError, RuntimeError) as error:
+                    raise PatchbotError(f"{source.name}: cannot start: {error}") from None
+                log.info("serve: listening: %s", source.name)
+            if not self._sources:
+                log.warning("serve: no [sources] configured: only mail already stored will be handled")
+            self._note("serving")
+            log.info("serve: started as %s, %d workers", CLAIMER, self.settings.config.serve.workers)
+            self._serve()
+        finally:
+            self._stop_sources()
+        self._drain()
+        self._note("stopped")
+        logging.getLogger("patchbot").removeHandler(self._events)
+        return 0
+
+    def _serve(self) -> None:
+        beat = 0.0
+        while not self._stopping:
+            if self._reload:
+                self._reload = False
+                self._reload_config()
+            self._collect_finished()
+            self._run_stages()
+            self._dispatch_tests()
+            if time.monotonic() - beat >= self._beat_s():
+                self._note("serving")
+                beat = time.monotonic()
+            self._wake.wait(min(self.settings.config.serve.poll_s, self._beat_s()))
+            self._wake.clear()
+
+    def _beat_s(self) -> float:
+        return min(self.settings.config.serve.lease_s / 3, 60.0)
+
+    def _run_stages(self) -> None:
+        settings = self.settings
+        context = Context(self.store, settings.config, settings.work, settings.hidden)
+        for name, stage in SCHEDULER_STAGES:
+            try:
+                stage(context)
+            except (PatchbotError, sqlite3.Error, OSError) as error:
+                log.error("serve: stage %s failed, will try again: %s", name, error)
+        for name, number in sorted(context.counts.items()):
+            log.debug("serve: %s: %d", name, number)
+
+    def _dispatch_tests(self) -> None:
+        while len(self._running) < self.settings.config.serve.workers:
+            try:
+                request = claim_test(self.store, self.settings.config)
+            except (StoreError, sqlite3.Error) as error:
+                log.error("serve: cannot claim a test: %s", error)
+                return
+            if request is None:
+                return
+            future = self._pool.submit(self._test, self.settings, request)
+            self._running[future] = request
+
+    def _test(self, settings: Settings, request: TestRequest) -> Tested:
+        """On a worker thread: SQLite connections stay with the thread that opened them."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store(self.db_path)
+        try:
+            return test_requested(store, settings.config, settings.work, settings.hidden, request)
+        finally:
+            self.wake()  # its reply is due now
+
+    def _collect_finished(self) -> None:
+        for future in [future for future in self._running if future.done()]:
+            request = self._running.pop(future)
+            error = future.exception()
+            if error is None:
+                continue
+            log.error("serve: test of series %d failed: %s: %s", request.series_id, type(error).__name__, error)
+            try:  # let go of it (our leases are renewed while we live): it runs again later
+                with self.store.transaction():
+                    self.store.retry_test_request(request.id, CLAIMER, f"{type(error).__name__}: {error}",
+                                                  datetime.now(timezone.utc) + timedelta(seconds=RETRY_BASE_S))
+            except (StoreError, sqlite3.Error) as store_error:
+                log.error("serve: cannot release test request %d: %s", request.id, store_error)
+
+    def _note(self, state: str) -> None:
+        """Renew the leases of running tests, note this service and store what it logged."""
+        lease = timedelta(seconds=self.settings.config.serve.lease_s)
+        try:
+            with self.store.transaction():
+                self.store.renew_test_claims(CLAIMER, datetime.now(timezone.utc) + lease)
+                self.store.note_service(CLAIMER, state, [source.name for source in self._sources])
+                self.store.add_service_events(self._events.take())
+        except (StoreError, sqlite3.Error) as error:
+            log.error("serve: cannot note the service in the store: %s", error)
+
+    def _reload_config(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            log.error("serve: SIGHUP: keeping the running configuration: %s", error)
+            return
+        if config.sources != self.settings.config.sources:
+            log.warning("serve: SIGHUP: [sources] changed; restart patchbot serve to apply that part")
+        from patchbot.testrun import secrets_of
+
+        self.settings = Settings(config, self.settings.work, secrets_of(config, self.db_path))
+        log.info("serve: SIGHUP: configuration reloaded from %s", self.config_path)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def _stop_sources(self) -> None:
+        for source in self._sources:
+            try:
+                source.stop()
+            except Exception as error:  # noqa: BLE001 - stopping the others matters more
+                log.error("serve: stopping %s: %s", source.name, error)
+
+    def _drain(self) -> None:
+        self._note("draining")
+        deadline = time.monotonic() + self.settings.config.serve.drain_s
+        if self._running:
+            log.info("serve: waiting for %d running tests (at most %.0f s)", len(self._running),
+                     self.settings.config.serve.drain_s)
+        while self._running and time.monotonic() < deadline:
+            wait(list(self._running), timeout=min(self._beat_s(), deadline - time.monotonic()),
+                 return_when=FIRST_COMPLETED)
+            self._collect_finished()
+            self._note("draining")
+        self._send_due()
+        if self._running:
+            left = len(self._running)
+            log.warning("serve: drain time over: %d tests left unfinished; they run again at the next start", left)
+            self._note("stopped")
+            logging.shutdown()
+            os._exit(0)  # the workers' threads would keep the interpreter alive
+        self._pool.shutdown()
+
+    def _send_due(self) -> None:
+        settings = self.settings
+        context = Context(self.store, settings.config, settings.work, settings.hidden)
+        try:
+            send_replies(context)
+        except (PatchbotError, sqlite3.Error, OSError) as error:
+            log.error("serve: sending replies: %s", error)
+
+
+class LogLineFormatter(logging.Formatter):
+    """One line per event: a multi-line message or traceback is folded onto its line.
+
+    Under systemd (JOURNAL_STREAM set) each line starts with its syslog priority, <3> for an
+    error, which journald turns into the record's level, and carries no timestamp of its own."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self, journal: bool):
+        super().__init__("%(name)s: %(message)s" if journal else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record).replace("\n", " | ")
+        return f"<{self.PRIORITIES.get(record.levelno, 6)}>{line}" if self.journal else line
+
+
+def use_service_log_lines() -> None:
+    # aiosmtpd logs every LMTP command at INFO; our own line per stored mail says what matters.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(LogLineFormatter(journal="JOURNAL_STREAM" in os.environ))
+
+
+def serve(config_path: Path | None, db_path: Path, config: Config, work: Path) -> int:
+    from patchbot.testrun import secrets_of
+
+    return Service(config_path, db_path, Settings(config, work, secrets_of(config, db_path))).run()

@@ -1,0 +1,76 @@
+"""What `patchbot status` shows: the services, the queue of tests, the outbox, recent errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from patchbot.claims import claimer_alive
+from patchbot.render import render
+from patchbot.store import ServiceRecord, Store, TestRequest
+
+RECENT_EVENTS = 10
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    now: datetime
+    services: tuple[tuple[ServiceRecord, bool], ...]  # each with whether its process lives
+    unfiled_mails: int
+    running: tuple[TestRequest, ...]  # claimed by a live worker
+    waiting: tuple[TestRequest, ...]  # to be claimed (due now)
+    retrying: tuple[TestRequest, ...]  # could not start; due later
+    outbox: dict[str, int]  # pending, retrying, sent, failed
+    events: tuple[tuple[datetime, str, str], ...]  # newest first
+
+
+def status_of(store: Store, now: datetime) -> QueueStatus:
+    running, waiting, retrying = [], [], []
+    for request in store.pending_test_requests():
+        if request.claimed_by and request.claimed_until > now and claimer_alive(request.claimed_by):
+            running.append(request)
+        elif request.next_attempt_at is not None and request.next_attempt_at > now:
+            retrying.append(request)
+        else:
+            waiting.append(request)
+    return QueueStatus(
+        now=now,
+        services=tuple((service, service.state != "stopped" and claimer_alive(service.claimer))
+                       for service in store.services()),
+        unfiled_mails=store.count_mails().get("new", 0),
+        running=tuple(running), waiting=tuple(waiting), retrying=tuple(retrying),
+        outbox=store.outbox_counts(),
+        events=tuple(store.service_events(RECENT_EVENTS)),
+    )
+
+
+def _request_object(request: TestRequest) -> dict:
+    return {
+        "id": request.id, "series": request.series_id, "number": request.number, "reason": request.reason,
+        "base": request.base_ref, "suite": request.suite, "claimed_by": request.claimed_by,
+        "started_at": request.started_at.isoformat() if request.started_at else None,
+        "attempts": request.attempts, "last_error": request.last_error,
+        "next_attempt_at": request.next_attempt_at.isoformat() if request.next_attempt_at else None,
+    }
+
+
+def status_object(status: QueueStatus) -> dict:
+    """The JSON object `patchbot status --json` prints."""
+    return {
+        "services": [
+            {"claimer": service.claimer, "state": service.state if alive or service.state == "stopped" else "dead",
+             "started_at": service.started_at.isoformat(), "beat_at": service.beat_at.isoformat(),
+             "sources": list(service.sources)}
+            for service, alive in status.services
+        ],
+        "unfiled_mails": status.unfiled_mails,
+        "tests": {name: [_request_object(request) for request in requests] for name, requests in
+                  (("running", status.running), ("waiting", status.waiting), ("retrying", status.retrying))},
+        "outbox": status.outbox,
+        "recent_errors": [{"at": at.isoformat(), "level": level, "message": message}
+                          for at, level, message in status.events],
+    }
+
+
+def status_text(status: QueueStatus) -> str:
+    return render("cli/status.txt", status=status_object(status))

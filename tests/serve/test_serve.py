@@ -1,0 +1,163 @@
+"""`patchbot serve` as a process: mail in over real LMTP, replies out at a real SMTP server on
+loopback, signals, reload, status, and the grace period for incomplete series."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from serve_support import ServiceUnderTest, parsed, series_tags, wait_for
+
+from patchbot.demo import CapturingHandler, smtp_server
+from patchbot.sample import SAMPLE_MAILS, build_sample_repo
+from patchbot.sandbox import sandbox_available
+from patchbot.sources.files import source_for
+
+PATCH = """\
+From: Jane Doe <jane@example.org>
+To: aur-dev@lists.archlinux.org
+Subject: [PATCH {number}/2] doc: say {what}
+Message-Id: <grace.{number}@example.org>
+{threading}
+Date: Sat, 28 Nov 2026 10:00:0{number} +0000
+
+---
+diff --git a/README.md b/README.md
+--- a/README.md
++++ b/README.md
+@@ -1 +1,2 @@
+ {first_line}
++{what}
+"""
+
+
+@pytest.fixture(scope="module")
+def sample_repo(tmp_path_factory):
+    if sandbox_available():
+        pytest.skip(f"no sandbox here: {sandbox_available()}")
+    return build_sample_repo(tmp_path_factory.mktemp("sample") / "aurweb")
+
+
+@pytest.fixture
+def smtp():
+    handler = CapturingHandler()
+    with smtp_server(handler) as port:
+        yield handler, port
+
+
+def _sample_mails() -> list[bytes]:
+    return [raw.data for raw in source_for(str(SAMPLE_MAILS)).mails()]
+
+
+def test_serve_answers_mail_delivered_over_lmtp_at_a_real_smtp_server(sample_repo, smtp, tmp_path):
+    handler, port = smtp
+    service = ServiceUnderTest(tmp_path, sample_repo, port)
+    service.start()
+    for data in _sample_mails():
+        service.deliver(data)
+    # Five series versions (one superseded before its turn, answered with a note), Lukas's
+    # retest and its acknowledgement.
+    wait_for(lambda: len(handler.messages) >= 7, 180, "seven replies", service)
+    status = json.loads(service.patchbot("status", "--json").stdout)
+    assert service.stop() == 0
+    messages = parsed(handler)
+    assert len(messages) == 7, [m["Subject"] for m in messages]
+    assert len({m["Message-ID"] for m in messages}) == 7
+    results = Counter(series_tags(handler))
+    assert results == {"1/v1": 1, "2/v1": 3, "3/v1": 1, "4/v1": 1, "5/v2": 1}  # 2/v1: result, ack, retest
+    # v1 of the suggest series is answered once: usually with a note (v2 came in the same
+    # burst), with its results if a worker was free before v2 arrived.
+    first_version = next(m for m in messages if m["X-Patchbot-Series"] == "3/v1").get_content()
+    assert ("was not tested: v2 (Port type=suggest of the RPC to Python) replaced it" in first_version
+            or "was tested" in first_version)
+    for message in messages:
+        assert message["In-Reply-To"] and message["Auto-Submitted"] == "auto-replied"
+    assert status["outbox"]["sent"] + status["outbox"].get("pending", 0) >= 6
+    assert status["services"][0]["sources"] == [f"lmtp 127.0.0.1:{service.lmtp_port}"]
+    log = service.log_text()
+    assert "INFO patchbot.sources.lmtp: lmtp: stored <" in log
+    assert "Traceback" not in log
+    # After the drain the service says it stopped, and the MTA can no longer deliver.
+    after = service.patchbot("status")
+    assert "stopped since" in after.stdout or ": stopped" in after.stdout
+    with pytest.raises(OSError):
+        service.deliver(_sample_mails()[0])
+
+
+def test_sigterm_lets_a_running_test_finish_and_sends_its_reply(sample_repo, smtp, tmp_path):
+    handler, port = smtp
+    service = ServiceUnderTest(tmp_path, sample_repo, port)
+    service.start()
+    service.deliver(_sample_mails()[1])  # a Python change: its suites take a moment
+    wait_for(lambda: "testing (complete series)" in service.log_text(), 60, "the test to start", service)
+    assert service.stop() == 0
+    assert series_tags(handler) == ["1/v1"]
+    log = service.log_text()
+    assert "SIGTERM: draining" in log
+    assert log.index("SIGTERM: draining") < log.index("reply queued")
+
+
+def test_sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_is_invalid(sample_repo, smtp, tmp_path):
+    handler, port = smtp
+    service = ServiceUnderTest(tmp_path, sample_repo, port)
+    service.start()
+    good = service.config.read_text()
+    service.config.write_text(good.replace('from = "patchbot <patchbot@patchbot.example.org>"',
+                                           'from = "patchbot CI <ci@patchbot.example.org>"'))
+    service.signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: configuration reloaded" in service.log_text(), 30, "the reload", service)
+    service.config.write_text(good + "\n[serve]\nworkers = 0\n")  # invalid: a table twice, and 0
+    service.signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: keeping the running configuration" in service.log_text(), 30, "the refusal", service)
+    service.deliver(_sample_mails()[0])
+    wait_for(lambda: handler.messages, 120, "a reply", service)
+    assert service.stop() == 0
+    assert parsed(handler)[0]["From"] == "patchbot CI <ci@patchbot.example.org>"
+    service.config.write_text(good)
+    status = service.patchbot("status")
+    assert "SIGHUP: keeping the running configuration" in status.stdout  # a recent error
+
+
+def test_an_incomplete_series_is_tested_after_its_grace_period_and_again_once_complete(sample_repo, smtp, tmp_path):
+    handler, port = smtp
+    service = ServiceUnderTest(tmp_path, sample_repo, port, extra_config="grace = 2")
+    service.start()
+    first_line = (sample_repo / "README.md").read_text().splitlines()[0]
+    one = PATCH.format(number=1, what="one", first_line=first_line, threading="")
+    service.deliver(one.encode())
+    wait_for(lambda: handler.messages, 60, "the reply to the incomplete series", service)
+    first = parsed(handler)[0]
+    assert first["X-Patchbot-Series"] == "1/v1"
+    two = PATCH.format(number=2, what="two", first_line=first_line,
+                       threading="In-Reply-To: <grace.1@example.org>\nReferences: <grace.1@example.org>")
+    service.deliver(two.encode())
+    wait_for(lambda: len(handler.messages) >= 2, 60, "the reply to the completed series", service)
+    assert service.stop() == 0
+    assert series_tags(handler) == ["1/v1", "1/v1"]
+    assert "incomplete series, grace period over" in service.log_text()
+    assert "series completed after an incomplete test" in service.log_text()
+
+
+def test_serve_exits_4_naming_the_key_of_a_bad_config(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[sources.lmtp]\nport = 24\nsocket = \"/run/x\"\n")
+    result = subprocess.run([sys.executable, "-m", "patchbot", "-c", str(config), "--db", str(tmp_path / "p.db"),
+                             "serve"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 4
+    assert "sources.lmtp: give either socket" in result.stderr
+
+
+def test_serve_exits_1_when_its_lmtp_port_is_taken(sample_repo, smtp, tmp_path):
+    _, port = smtp
+    first = ServiceUnderTest(tmp_path / "one", sample_repo, port)
+    first.start()
+    second = ServiceUnderTest(tmp_path / "two", sample_repo, port, lmtp_port=first.lmtp_port)
+    result = second.patchbot("serve")
+    assert first.stop() == 0
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
