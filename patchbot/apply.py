@@ -122,7 +122,17 @@ def ensure_mirror(url: str, mirrors_dir: Path) -> Path:
 def fetch(mirror: Path) -> None:
     log.debug("fetching %s", mirror)
     with mirror_lock(mirror):
+        _remove_stale_ref_locks(mirror)
         git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
+
+
+def _remove_stale_ref_locks(mirror: Path) -> None:
+    """A git killed mid-fetch (patchbot was) leaves ref locks that make every later fetch fail.
+    Only fetches write refs in the mirror, and we hold the fetch lock: these locks are stale."""
+    for stale in [*mirror.glob("refs/**/*.lock"), mirror / "packed-refs.lock", mirror / "config.lock"]:
+        if stale.exists():
+            log.warning("removing %s, left by a git that was killed", stale)
+            stale.unlink(missing_ok=True)
 
 
 def resolve(mirror: Path, ref: str) -> str | None:

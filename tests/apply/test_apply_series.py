@@ -106,3 +106,16 @@ def test_leftover_worktrees_of_a_crash_are_removed(repo, mirror, tmp_path):
     assert not applied.worktree.exists()
     listed = subprocess.run(["git", "worktree", "list"], cwd=mirror, capture_output=True, text=True).stdout
     assert str(applied.worktree) not in listed
+
+
+def test_ref_locks_left_by_a_git_killed_mid_fetch_do_not_stop_later_fetches(repo, mirror):
+    """patchbot serve may be SIGKILLed while git fetches; the next fetch must still work."""
+    repo.commit_on_master("NEWS", "new\n", "news")
+    stale = [mirror / "refs" / "heads" / "master.lock", mirror / "packed-refs.lock"]
+    for lock in stale:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text("")
+    fetch(mirror)
+    assert not any(lock.exists() for lock in stale)
+    assert resolve(mirror, "master") == subprocess.run(["git", "rev-parse", "master"], cwd=repo.path, capture_output=True,
+                                                       text=True, check=True).stdout.strip()
