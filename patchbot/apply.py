@@ -164,6 +164,13 @@ def clean_leftover_worktrees(mirror: Path, worktrees_dir: Path) -> int:
                 continue
             shutil.rmtree(leftover, ignore_errors=True)
             removed += 1
+    # A `git worktree add` killed half-way leaves its entry locked ("initializing"), which prune
+    # skips, and a HEAD naming an object the mirror lacks, which fails every later fetch.
+    admin = mirror / "worktrees"
+    if admin.is_dir():
+        for entry in admin.iterdir():
+            if entry.name.startswith("run-") and not _owner_alive(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
     git("worktree", "prune", cwd=mirror, check=False)
     return removed
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from patchbot.apply import (
-    BaseChoice, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, remove_worktree, resolve,
+    BaseChoice, GitError, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, remove_worktree, resolve,
 )
 
 
@@ -119,3 +119,22 @@ def test_ref_locks_left_by_a_git_killed_mid_fetch_do_not_stop_later_fetches(repo
     assert not any(lock.exists() for lock in stale)
     assert resolve(mirror, "master") == subprocess.run(["git", "rev-parse", "master"], cwd=repo.path, capture_output=True,
                                                        text=True, check=True).stdout.strip()
+
+
+def test_a_worktree_add_killed_half_way_is_cleaned_up_so_fetches_work_again(repo, mirror, tmp_path):
+    """Killed inside `git worktree add`: its entry stays locked, prune skips it, and its HEAD
+    names an object the mirror lacks, which fails every fetch until it is removed."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    entry = mirror / "worktrees" / f"run-{dead.pid}-x1y2z3"
+    entry.mkdir(parents=True)
+    (entry / "locked").write_text("initializing")
+    (entry / "HEAD").write_text("1234567890123456789012345678901234567890\n")
+    (entry / "gitdir").write_text(str(tmp_path / "wt" / f"run-{dead.pid}-x1y2z3" / ".git") + "\n")
+    (entry / "commondir").write_text("../..\n")
+    repo.commit_on_master("NEWS", "new\n", "news")
+    with pytest.raises(GitError):
+        fetch(mirror)
+    clean_leftover_worktrees(mirror, tmp_path / "wt")
+    fetch(mirror)
+    assert not entry.exists()
