@@ -75,3 +75,21 @@ def test_a_failed_nested_step_is_undone_alone(tmp_path):
                 store.add_mail("<undone@x>", False, b"y", "t")
                 raise RuntimeError("boom")
     assert store.has_mail("<kept@x>") and not store.has_mail("<undone@x>")
+
+
+def test_versions_superseded_under_schema_5_stay_unanswered_after_the_upgrade(tmp_path):
+    """Schema 6 answers a version superseded before its test; older ones must not all be
+    answered at once by the first run after an upgrade."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for migration in MIGRATIONS[:5]:
+        db.executescript(migration)
+    db.executescript(
+        "INSERT INTO series (id, title, normalised_title, author, author_name, version, total, date, obsolete)"
+        " VALUES (1, 'fix', 'fix', 'a@x', 'A', 1, 1, '2021-03-01T00:00:00+00:00', 1),"
+        "        (2, 'fix', 'fix', 'a@x', 'A', 2, 1, '2021-03-02T00:00:00+00:00', 0);"
+        "PRAGMA user_version = 5;")
+    db.close()
+    store = Store(path)
+    assert store.request_reasons(1) == ["superseded before it was tested (kept from schema 5)"]
+    assert store.request_reasons(2) == [] and store.pending_test_requests() == []
