@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
+from patchbot import PatchbotError
+
 
 @dataclass(frozen=True)
 class RawMail:
@@ -18,7 +20,7 @@ class RawMail:
     origin: str
 
 
-class UnreadableSource(Exception):
+class UnreadableSource(PatchbotError):
     """A source (file, folder, stream) could not be read at all."""
 
 

@@ -21,31 +21,40 @@ from patchbot.sample import write_sample_config
 class ServiceUnderTest:
     """One configuration and database; `start` runs `patchbot serve` on them, again after a kill."""
 
-    def __init__(self, folder: Path, repo: Path, smtp_port: int, extra_config: str = "", lmtp_port: int | None = None):
+    def __init__(self, folder: Path, repo: Path, smtp_port: int, extra_config: str = "", lmtp_port: int | None = None,
+                 sources: str | None = None):
+        """`sources`: the [sources.*] tables; by default LMTP on a free port of 127.0.0.1."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.lmtp_port = lmtp_port or free_port()
         self.db = folder / "patchbot.db"
         self.config = write_sample_config(folder / "patchbot.toml", repo, folder / "work", self.db, smtp_port)
+        if sources is None:
+            sources = f"[sources.lmtp]\nhost = \"127.0.0.1\"\nport = {self.lmtp_port}\n"
+        self.listens = "[sources.lmtp]" in sources
         with self.config.open("a") as config:
-            config.write(f"\n[sources.lmtp]\nhost = \"127.0.0.1\"\nport = {self.lmtp_port}\n"
-                         f"\n[serve]\npoll = 0.5\n{extra_config}\n")
+            config.write(f"\n{sources}\n[serve]\npoll = 0.5\n{extra_config}\n")
         self.log = folder / "serve.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> None:
         log = self.log.open("ab")
+        start_of_log = log.tell()
         self.process = subprocess.Popen([sys.executable, "-m", "patchbot", "-c", str(self.config), "serve"],
                                         stdout=log, stderr=log, cwd=self.folder)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"patchbot serve exited with {self.process.returncode}:\n{self.log_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.lmtp_port), timeout=1).close()
+            if not self.listens and "serve: started" in self.log_text()[start_of_log:]:
                 return
+            try:
+                if self.listens:
+                    socket.create_connection(("127.0.0.1", self.lmtp_port), timeout=1).close()
+                    return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise AssertionError(f"patchbot serve did not listen within {timeout} s:\n{self.log_text()}")
 
     def deliver(self, data: bytes) -> None:

@@ -4,12 +4,14 @@ loopback, signals, reload, status, and the grace period for incomplete series.""
 from __future__ import annotations
 
 import json
+import mailbox
 import signal
 import subprocess
 import sys
 from collections import Counter
 
 import pytest
+from dovecot import NOT_INSTALLED, dovecot_server, installed
 from serve_support import ServiceUnderTest, parsed, series_tags, wait_for
 
 from patchbot.demo import CapturingHandler, smtp_server
@@ -140,6 +142,31 @@ def test_an_incomplete_series_is_tested_after_its_grace_period_and_again_once_co
     assert series_tags(handler) == ["1/v1", "1/v1"]
     assert "incomplete series, grace period over" in service.log_text()
     assert "series completed after an incomplete test" in service.log_text()
+
+
+def test_serve_takes_mail_from_a_real_imap_server_and_a_maildir(sample_repo, smtp, tmp_path):
+    """Dovecot on loopback holds one patch, a Maildir another: both are answered, the IMAP one
+    marked seen once stored."""
+    if not installed():
+        pytest.skip(NOT_INSTALLED)
+    handler, port = smtp
+    mails = _sample_mails()
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    with dovecot_server() as dovecot:
+        dovecot.append(mails[0])
+        maildir.add(mails[7])  # "rpc: say what is ported so far"
+        sources = (f'[sources.imap]\nhost = "127.0.0.1"\nport = {dovecot.imaps_port}\nusername = "{dovecot.user}"\n'
+                   f'password_file = "{dovecot.password_file}"\nca_file = "{dovecot.ca_file}"\npoll = 0.5\n'
+                   f'[sources.maildir]\npath = "{tmp_path / "Maildir"}"\npoll = 0.5\n')
+        service = ServiceUnderTest(tmp_path / "bot", sample_repo, port, sources=sources)
+        service.start()
+        wait_for(lambda: len(handler.messages) >= 2, 120, "two replies", service)
+        flags = dovecot.flags()
+        assert service.stop() == 0
+    assert sorted(series_tags(handler)) == ["1/v1", "2/v1"]
+    assert ["\\Seen" in line for line in flags] == [True]
+    assert "imap: stored <" in service.log_text() and "maildir: stored <" in service.log_text()
+    assert dovecot.password not in service.log_text()
 
 
 def test_serve_exits_4_naming_the_key_of_a_bad_config(tmp_path):
