@@ -158,6 +158,29 @@ class SourcesConfig:
     imap: ImapSourceConfig | None = None
 
 
+EXECUTORS = ("local", "gitlab")
+
+
+@dataclass(frozen=True)
+class GitlabConfig:
+    """Where the `gitlab` executor runs the suites: a GitLab project's CI, through its REST API."""
+
+    url: str  # https://gitlab.archlinux.org
+    project: str  # "archlinux/aurweb", or its numeric id
+    push_url: str  # where the test branches are pushed (a git URL or a path)
+    token_file: Path | None = None  # exactly one of these two; the token is never logged
+    token_env: str | None = None
+    timeout_s: float = 3600.0  # a pipeline still running after this is canceled: TIMEOUT
+    poll_s: float = 10.0
+    jobs: dict[str, str] = field(default_factory=dict)  # suite -> job (and JUnit suite) name; default the same
+    variables: dict[str, str] = field(default_factory=dict)  # CI variables pushed with each branch
+    merge_requests: bool = False  # open or update a merge request per series
+    target_branch: str | None = None  # of the merge requests; default [repository] default_branch
+    commit_status: bool = False  # post the result as a commit status of the tested commit
+    ca_file: Path | None = None
+    api_retries: int = 5  # transient API errors (5xx, 429) retried with backoff
+
+
 @dataclass(frozen=True)
 class Config:
     db: Path | None = None  # None: the default under the user's data directory
@@ -177,6 +200,8 @@ class Config:
     commands: CommandsConfig = CommandsConfig()
     serve: ServeConfig = ServeConfig()
     sources: SourcesConfig = SourcesConfig()
+    executor: str = "local"  # where suites run: local (the sandbox) or gitlab
+    gitlab: GitlabConfig | None = None
     source: Path | None = None
 
 
@@ -270,15 +295,9 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     repository = None
     if "repository" in data:
         table = top.table("repository")
-        url = table.get("url", str, required=True)
-        if "://" not in url and not url.startswith("git@"):
-            url = str(_path(url, here))
-        push_url = table.get("push_url", str)
-        if push_url is not None and "://" not in push_url and not push_url.startswith("git@"):
-            push_url = str(_path(push_url, here))
-        tags = table.table("tag_branches")
-        tag_branches = {tag: tags.get(tag, str) for tag in list(tags.data)}
-        tags.done()
+        url = _git_location(table.get("url", str, required=True), here)
+        push_url = _git_location(table.get("push_url", str), here)
+        tag_branches = _strings_table(table, "tag_branches")
         repository = RepositoryConfig(
             url=url, default_branch=table.get("default_branch", str, "master"),
             branches=table.strings("branches"), tag_branches=tag_branches, push_url=push_url,
@@ -326,11 +345,13 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     mail, smtp = _mail(top.table("mail")), _smtp(top.table("smtp"), here)
     commands = _commands(top.table("commands"))
     serve, sources = _serve(top.table("serve")), _sources(top.table("sources"), here)
+    executor, gitlab = _executor(top, here, suites)
     top.done()
     return Config(
         db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, expose=expose, repository=repository, stacks=stacks,
         shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
-        mail=mail, smtp=smtp, commands=commands, serve=serve, sources=sources, source=path,
+        mail=mail, smtp=smtp, commands=commands, serve=serve, sources=sources, executor=executor, gitlab=gitlab,
+        source=path,
     )
 
 
@@ -455,6 +476,50 @@ def _sources(table: _Table, here: Path) -> SourcesConfig:
         section.done()
     table.done()
     return SourcesConfig(lmtp, maildir, imap)
+
+
+def _executor(top: _Table, here: Path, suites: dict) -> tuple[str, GitlabConfig | None]:
+    table = top.table("executor")
+    kind = table.get("kind", str, "local")
+    if kind not in EXECUTORS:
+        raise ConfigError("executor.kind", f"must be one of {', '.join(EXECUTORS)}")
+    table.done()
+    if "gitlab" not in top.data:
+        if kind == "gitlab":
+            raise ConfigError("gitlab", "is required when executor.kind is gitlab")
+        return kind, None
+    table = top.table("gitlab")
+    push_url = _git_location(table.get("push_url", str, required=True), here)
+    gitlab = GitlabConfig(
+        url=table.get("url", str, required=True).rstrip("/"), project=table.get("project", str, required=True),
+        push_url=push_url, token_file=_path(table.get("token_file", str), here), token_env=table.get("token_env", str),
+        timeout_s=table.positive("timeout", float, 3600.0), poll_s=table.positive("poll", float, 10.0),
+        jobs=_strings_table(table, "jobs"), variables=_strings_table(table, "variables"),
+        merge_requests=table.get("merge_requests", bool, False), target_branch=table.get("target_branch", str),
+        commit_status=table.get("commit_status", bool, False), ca_file=_path(table.get("ca_file", str), here),
+        api_retries=table.positive("api_retries", int, 5),
+    )
+    if (gitlab.token_file is None) == (gitlab.token_env is None):
+        raise ConfigError("gitlab", "give the token as either token_file or token_env (one of them)")
+    for suite in gitlab.jobs:
+        if suite not in suites:
+            raise ConfigError(f"gitlab.jobs.{suite}", "names a suite that [suites] does not define")
+    table.done()
+    return kind, gitlab
+
+
+def _strings_table(table: _Table, name: str) -> dict[str, str]:
+    section = table.table(name)
+    values = {key: section.get(key, str) for key in list(section.data)}
+    section.done()
+    return values
+
+
+def _git_location(value: str | None, here: Path) -> str | None:
+    """A URL git understands as it is, or a local path made absolute against the config's folder."""
+    if value is None or "://" in value or value.startswith("git@"):
+        return value
+    return str(_path(value, here))
 
 
 def _path(value: str | None, here: Path) -> Path | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -103,6 +104,16 @@ def _build_report(cases: list[TestCase]) -> TestReport:
             case = TestCase(f"{case.name} #{seen[case.name]}", case.outcome, case.message, case.detail)
         unique.append(case)
     return TestReport(tuple(unique))
+
+
+def report_from_cases(cases: Sequence[tuple[str, Outcome, str]]) -> TestReport:
+    """A report that arrives as data (GitLab's test report API): (name, outcome, failure text)."""
+    _check_case_count(len(cases))
+    return _build_report([
+        TestCase(name[:MAX_NAME_CHARS], outcome, _first_line(text) if outcome in FAILING else "",
+                 _cap_detail(text) if outcome in FAILING else "")
+        for name, outcome, text in cases
+    ])
 
 
 def _check_case_count(count: int) -> None:

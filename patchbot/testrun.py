@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from patchbot import PatchbotError
 
+import email
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.policy import default
 from pathlib import Path
 
 from patchbot.apply import (
@@ -121,12 +123,17 @@ class TestRun:
 
 
 def secrets_of(config: Config, database: Path) -> tuple[Path, ...]:
-    """What code from a patch must never see: the config, the database and its journals, the SMTP password."""
+    """What code from a patch must never see: the config, the database and its journals, the
+    SMTP and IMAP passwords, the GitLab token."""
     paths = [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
     if config.source is not None:
         paths.append(config.source.resolve())
     if config.smtp.password_file is not None:
         paths.append(config.smtp.password_file)
+    if config.sources.imap is not None:
+        paths.append(config.sources.imap.password_file)
+    if config.gitlab is not None and config.gitlab.token_file is not None:
+        paths.append(config.gitlab.token_file)
     return tuple(path for path in paths if path.exists())
 
 
@@ -249,10 +256,11 @@ def _run_suites(store, config, mirror, series, applied, work, hidden, started, o
         plan = SuitePlan(plan.stacks, tuple(suite for suite in plan.run if suite.name == only_suite),
                          (*plan.left_out, *((suite.name, "not asked for") for suite in plan.run if suite.name != only_suite)))
     logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
-    needed = {suite.environment for suite in plan.run if suite.environment}
+    # Environments are set up where the suites run: GitLab's jobs make their own.
+    needed = {suite.environment for suite in plan.run if suite.environment} if config.executor == "local" else set()
     tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", work, needed)
-    tip = tuple(run_suites([(suite, tip_space) for suite in plan.run], config.parallel))
-    base = _base_results(store, config, mirror, applied, tip, logs, hidden, work, needed)
+    tip = tuple(_execute(store, config, series, plan.run, tip_space))
+    base = _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, needed)
     previous = {}
     if series.supersedes_id is not None and (earlier := store.latest_test_run(series.supersedes_id)):
         previous = {result.suite: result for result in earlier.tip}
@@ -260,7 +268,7 @@ def _run_suites(store, config, mirror, series, applied, work, hidden, started, o
     return TestRun(series, applied, plan, tip, base, verdict, started)
 
 
-def _base_results(store, config, mirror, applied, tip, logs, hidden, work, needed) -> dict[str, SuiteResult]:
+def _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, needed) -> dict[str, SuiteResult]:
     """The base's results for the suites that failed at the tip: kept ones, else run now.
 
     A suite that passes at the tip has no failure to classify, so its base is not run: a
@@ -282,7 +290,7 @@ def _base_results(store, config, mirror, applied, tip, logs, hidden, work, neede
     base_tree = apply_series(mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [], work / "worktrees")
     try:
         base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", work, needed)
-        runs = run_suites([(suite, base_space) for suite in missing], config.parallel)
+        runs = _execute(store, config, series, missing, base_space)
     finally:
         remove_worktree(mirror, base_tree.worktree)
     with store.transaction():
@@ -291,6 +299,26 @@ def _base_results(store, config, mirror, applied, tip, logs, hidden, work, neede
             if run.result.outcome in (Outcome.PASS, Outcome.FAIL):  # the machine's failures are not kept
                 store.keep_base_result(applied.base_commit, suite_key(config.suites[run.result.suite]), run.result)
     return base
+
+
+def _execute(store: Store, config: Config, series: SeriesRecord, suites, space: Workspace) -> list[SuiteRun]:
+    """Where the suites run: each in the local sandbox, or in the project's GitLab CI."""
+    if config.executor == "gitlab":
+        from patchbot.gitlab_ci import GitlabRun, run_on_gitlab
+
+        run = GitlabRun(series.id, series.version, space.label, series.title, _description(store, series))
+        return run_on_gitlab(config, suites, space, run)
+    return run_suites([(suite, space) for suite in suites], config.parallel)
+
+
+def _description(store: Store, series: SeriesRecord) -> str:
+    """The cover letter's text (else the first patch's), for a merge request."""
+    message = email.message_from_bytes(store.raw_mail(series.cover_mail_id or series.patches[0].mail_id), policy=default)
+    body = message.get_body(("plain",))
+    try:
+        return body.get_content() if body is not None else series.title
+    except (LookupError, UnicodeError):  # a charset Python does not know: the title will do
+        return series.title
 
 
 def _workspace(config: Config, worktree: Path, logs: Path, hidden, label: str, work: Path, needed: set[str]) -> Workspace:

@@ -109,3 +109,22 @@ def test_command_settings_name_the_key(tmp_path, section, key):
     with pytest.raises(ConfigError) as raised:
         load(tmp_path, GOOD + section)
     assert raised.value.key == key
+def test_the_gitlab_executor_needs_its_table_and_exactly_one_token_source(tmp_path):
+    def load(text: str):
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        return load_config(path)
+
+    gitlab = '[gitlab]\nurl = "https://gitlab.example.org/"\nproject = "a/b"\npush_url = "remote.git"\n'
+    with pytest.raises(ConfigError, match="gitlab: is required when executor.kind is gitlab"):
+        load('[executor]\nkind = "gitlab"\n')
+    with pytest.raises(ConfigError, match="executor.kind: must be one of local, gitlab"):
+        load('[executor]\nkind = "cloud"\n')
+    with pytest.raises(ConfigError, match="gitlab: give the token as either token_file or token_env"):
+        load('[executor]\nkind = "gitlab"\n' + gitlab)
+    with pytest.raises(ConfigError, match="gitlab.jobs.nope: names a suite that"):
+        load('[executor]\nkind = "gitlab"\n' + gitlab + 'token_env = "T"\n[gitlab.jobs]\nnope = "x"\n')
+    config = load('[executor]\nkind = "gitlab"\n' + gitlab + 'token_file = "token"\n[gitlab.variables]\nA = "1"\n')
+    assert config.executor == "gitlab" and config.gitlab.url == "https://gitlab.example.org"
+    assert config.gitlab.push_url == str(tmp_path / "remote.git") and config.gitlab.token_file == tmp_path / "token"
+    assert config.gitlab.variables == {"A": "1"} and config.gitlab.timeout_s == 3600.0

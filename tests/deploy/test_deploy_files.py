@@ -55,3 +55,14 @@ def test_systemd_finds_nothing_wrong_with_the_unit_but_the_missing_install():
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if line.strip() and "/opt/patchbot/venv/bin/patchbot is not executable" not in line]
     assert problems == []
+
+
+def test_the_example_gitlab_pipeline_has_a_job_for_every_aurweb_suite_and_junit_where_the_suite_reads_junit():
+    text = (DEPLOY / "gitlab-ci.example.yml").read_text()
+    jobs = {match.group(1): body for match, body in zip(
+        re.finditer(r"^([a-z][\w-]*):\n", text, re.MULTILINE),
+        re.split(r"^[a-z][\w-]*:\n", text, flags=re.MULTILINE)[1:])}
+    config = load_config(DEPLOY / "aurweb.toml")
+    for suite in config.suites.values():
+        assert suite.name in jobs, suite.name
+        assert ("junit:" in jobs[suite.name]) == (suite.format == "junit"), suite.name
