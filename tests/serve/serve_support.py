@@ -31,7 +31,7 @@ class ServiceUnderTest:
         self.config = write_sample_config(folder / "patchbot.toml", repo, folder / "work", self.db, smtp_port)
         if sources is None:
             sources = f"[sources.lmtp]\nhost = \"127.0.0.1\"\nport = {self.lmtp_port}\n"
-        self.listens = "[sources.lmtp]" in sources
+        self.listens = "[sources.lmtp]" in sources and "socket =" not in sources  # TCP: wait for the port
         with self.config.open("a") as config:
             config.write(f"\n{sources}\n[serve]\npoll = 0.5\n{extra_config}\n")
         self.log = folder / "serve.log"

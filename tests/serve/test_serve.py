@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mailbox
 import signal
+import smtplib
 import subprocess
 import sys
 from collections import Counter
@@ -167,6 +168,26 @@ def test_serve_takes_mail_from_a_real_imap_server_and_a_maildir(sample_repo, smt
     assert ["\\Seen" in line for line in flags] == [True]
     assert "imap: stored <" in service.log_text() and "maildir: stored <" in service.log_text()
     assert dovecot.password not in service.log_text()
+
+
+def test_serve_on_a_unix_socket_replaces_the_stale_socket_a_kill_left(sample_repo, smtp, tmp_path):
+    """Postfix delivers to a Unix socket; after a SIGKILL the socket file stays behind, and
+    the next start must take its place rather than fail to bind."""
+    handler, port = smtp
+    socket_path = tmp_path / "lmtp.sock"
+    service = ServiceUnderTest(tmp_path / "bot", sample_repo, port, sources=f'[sources.lmtp]\nsocket = "{socket_path}"\n')
+    service.start()
+    wait_for(socket_path.exists, 30, "the socket", service)
+    service.kill()
+    assert socket_path.exists()
+    service.start()
+    wait_for(lambda: "serve: started" in service.log_text().split("lmtp unix:")[-1], 30, "the restart", service)
+    assert socket_path.stat().st_mode & 0o777 == 0o666  # the folder decides who may deliver
+    with smtplib.LMTP(str(socket_path)) as client:
+        client.sendmail("aur-dev-bounces@lists.archlinux.org", ["patchbot@patchbot.example.org"], _sample_mails()[0])
+    wait_for(lambda: handler.messages, 120, "the reply", service)
+    assert service.stop() == 0
+    assert series_tags(handler) == ["1/v1"]
 
 
 def test_serve_exits_4_naming_the_key_of_a_bad_config(tmp_path):
