@@ -205,16 +205,17 @@ def _progress_printer(name: str, summary) -> Callable[[], None]:
     return report
 
 
-def prepare_testing(config: Config, database: Path, repository_url: str | None = None) -> Path:
-    """Check the sandbox and clean up after a crash; returns the work folder."""
+def prepare_testing(config: Config, database: Path, repository_url: str | None = None, clean_up: bool = True) -> Path:
+    """Check the sandbox and (unless the caller does it later) clean up after a crash;
+    returns the work folder."""
     from patchbot.sandbox import sandbox_available
     from patchbot.testrun import TestRunError, clean_up_after_crash, work_dir
 
     unavailable = sandbox_available()
-    if unavailable:
+    if unavailable and config.executor == "local":
         raise TestRunError(f"the sandbox cannot run here: {unavailable}")
     work = work_dir(config, database)
-    if clean_up_after_crash(config, work, repository_url):
+    if clean_up and clean_up_after_crash(config, work, repository_url):
         log.info("removed worktrees left by an earlier crash")
     return work
 
@@ -258,7 +259,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     database = db_path(args, config)
     Store(database).close()  # an unusable database stops the start, with its reason
-    return serve(args.config, database, config, prepare_testing(config, database))
+    # The service cleans up once the repository answers: mail is taken in even while it does not.
+    return serve(args.config, database, config, prepare_testing(config, database, clean_up=False))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Protocol
 
 from patchbot import PatchbotError
+from patchbot.apply import GitError
 from patchbot.claims import CLAIMER
 from patchbot.config import Config, ConfigError, SourcesConfig, load_config
 from patchbot.pipeline import RETRY_BASE_S, STAGES, Context, Tested, claim_test, send_replies, test_requested
 from patchbot.store import Store, StoreError, TestRequest
+from patchbot.testrun import TestRunError, clean_up_after_crash, secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,8 @@ class Service:
         self._local = threading.local()
         self._events = EventLog()
         self._sources: list[RunningSource] = []
+        self._clean = False  # leftovers of a crash removed
+        self._clean_error = ""
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -269,6 +273,8 @@ class Service:
             log.debug("serve: %s: %d", name, number)
 
     def _dispatch_tests(self) -> None:
+        if not self._cleaned_up():
+            return
         while len(self._running) < self.settings.config.serve.workers:
             try:
                 request = claim_test(self.store, self.settings.config)
@@ -279,6 +285,21 @@ class Service:
                 return
             future = self._pool.submit(self._test, self.settings, request)
             self._running[future] = request
+
+    def _cleaned_up(self) -> bool:
+        """Before the first test: remove what a crashed run left (it needs the repository)."""
+        if self._clean:
+            return True
+        try:
+            if clean_up_after_crash(self.settings.config, self.settings.work):
+                log.info("serve: removed worktrees left by an earlier crash")
+        except (GitError, TestRunError) as error:
+            if str(error) != self._clean_error:  # once, not at every pass
+                log.warning("serve: tests wait: cannot prepare the repository yet: %s", error)
+                self._clean_error = str(error)
+            return False
+        self._clean = True
+        return True
 
     def _test(self, settings: Settings, request: TestRequest) -> Tested:
         """On a worker thread: SQLite connections stay with the thread that opened them."""
@@ -323,8 +344,6 @@ class Service:
             return
         if config.sources != self.settings.config.sources:
             log.warning("serve: SIGHUP: [sources] changed; restart patchbot serve to apply that part")
-        from patchbot.testrun import secrets_of
-
         self.settings = Settings(config, self.settings.work, secrets_of(config, self.db_path))
         log.info("serve: SIGHUP: configuration reloaded from %s", self.config_path)
 
@@ -391,6 +410,4 @@ def use_service_log_lines() -> None:
 
 
 def serve(config_path: Path | None, db_path: Path, config: Config, work: Path) -> int:
-    from patchbot.testrun import secrets_of
-
     return Service(config_path, db_path, Settings(config, work, secrets_of(config, db_path))).run()

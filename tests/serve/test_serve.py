@@ -190,6 +190,21 @@ def test_serve_on_a_unix_socket_replaces_the_stale_socket_a_kill_left(sample_rep
     assert series_tags(handler) == ["1/v1"]
 
 
+def test_serve_takes_mail_in_while_the_repository_is_unreachable_and_tests_once_it_is_back(smtp, tmp_path):
+    if sandbox_available():
+        pytest.skip(f"no sandbox here: {sandbox_available()}")
+    handler, port = smtp
+    repo = tmp_path / "not-yet" / "aurweb"
+    service = ServiceUnderTest(tmp_path / "bot", repo, port)
+    service.start()
+    service.deliver(_sample_mails()[0])  # 250: stored, whatever git says
+    wait_for(lambda: "tests wait: cannot prepare the repository yet" in service.log_text(), 30, "the warning", service)
+    build_sample_repo(repo)
+    wait_for(lambda: handler.messages, 120, "the reply once the repository is back", service)
+    assert service.stop() == 0
+    assert series_tags(handler) == ["1/v1"]
+
+
 def test_serve_exits_4_naming_the_key_of_a_bad_config(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[sources.lmtp]\nport = 24\nsocket = \"/run/x\"\n")
