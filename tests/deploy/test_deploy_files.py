@@ -1,9 +1,11 @@
-"""deploy/ is what an administrator installs: its files must load and agree with each other."""
+"""deploy/ is what an administrator installs: its files must load and agree with each other
+and with what README.md's "Running as a service" tells the administrator."""
 
 from __future__ import annotations
 
 import configparser
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,14 +14,24 @@ import pytest
 
 from patchbot.config import load_config
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+# Debian's Postfix runs its lmtp client with this as its working directory (and chroot).
+POSTFIX_QUEUE_DIRECTORY = Path("/var/spool/postfix")
 
 
-def unit() -> configparser.ConfigParser:
+def service() -> configparser.SectionProxy:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str
     parser.read(DEPLOY / "patchbot.service")
-    return parser
+    return parser["Service"]
+
+
+def readme_service_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Running as a service")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else None]
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in DEPLOY.glob("*.toml")))
@@ -27,25 +39,64 @@ def test_every_example_config_loads(name):
     load_config(DEPLOY / name)
 
 
-def test_the_unit_runs_serve_reloads_with_hup_and_waits_for_the_drain():
-    service = unit()["Service"]
-    assert re.fullmatch(r"\S+/patchbot serve -c \S+\.toml", service["ExecStart"])
-    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert service["KillSignal"] == "SIGTERM"
-    drain = load_config(DEPLOY / "aurweb.toml").serve.drain_s
-    assert int(service["TimeoutStopSec"]) > drain
-    assert service["RestartPreventExitStatus"] == "4"  # a config error: restarting cannot help
-    assert "RestrictNamespaces" not in service and "PrivateUsers" not in service  # bwrap needs them
+@pytest.mark.parametrize("example, source", [("imap.example.toml", "imap"), ("maildir.example.toml", "maildir")])
+def test_a_source_example_takes_the_place_of_lmtp_in_the_aurweb_config(tmp_path, example, source):
+    aurweb = (DEPLOY / "aurweb.toml").read_text()
+    lmtp_table = re.search(r"^\[sources\.lmtp\]\n(?:[^\[\n].*\n)*", aurweb, re.MULTILINE).group(0)
+    merged = tmp_path / "patchbot.toml"
+    merged.write_text(aurweb.replace(lmtp_table, (DEPLOY / example).read_text()))
+    sources = load_config(merged).sources
+    assert [name for name in ("lmtp", "maildir", "imap") if getattr(sources, name)] == [source]
 
 
-def test_postfix_delivers_to_the_socket_the_example_config_names_inside_the_folder_tmpfiles_makes():
-    socket = load_config(DEPLOY / "lmtp.example.toml").sources.lmtp.socket
+def test_the_unit_runs_serve_with_the_config_the_readme_names():
+    argv = shlex.split(service()["ExecStart"])
+    assert argv[1:3] == ["serve", "-c"] and Path(argv[0]).name == "patchbot" and len(argv) == 4
+    binary, config = argv[0], argv[3]
+    guide = readme_service_section()
+    assert str(Path(binary).parent.parent) in guide  # the venv the guide installs into
+    assert f"patchbot serve -c {config}" in guide
+    assert "systemctl enable --now patchbot" in guide and "journalctl -u patchbot" in guide
+
+
+def test_the_unit_reloads_with_hup_and_drains_on_stop():
+    unit = service()
+    assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert unit["KillSignal"] == "SIGTERM"
+    # SIGTERM to patchbot alone: control-group would also end the running suites, which then
+    # fail with exit code -15, blamed on the patch.
+    assert unit["KillMode"] == "mixed"
+    assert int(unit["TimeoutStopSec"]) > load_config(DEPLOY / "aurweb.toml").serve.drain_s
+    assert {"2", "4"} <= set(unit["RestartPreventExitStatus"].split())  # command line, config
+
+
+def test_the_unit_leaves_bubblewrap_what_it_needs():
+    unit = service()
+    for key in ("RestrictNamespaces", "PrivateUsers", "ProcSubset", "PrivateNetwork", "MemoryDenyWriteExecute"):
+        assert key not in unit
+    assert "@mount" in unit["SystemCallFilter"].split()  # mount, pivot_root, chroot
+    assert "AF_NETLINK" in unit["RestrictAddressFamilies"].split()  # the sandbox's loopback
+    assert unit["OOMPolicy"] == "continue"  # a suite killed for memory must not stop the service
+
+
+def test_the_unit_may_write_where_the_aurweb_config_keeps_its_state():
+    unit, config = service(), load_config(DEPLOY / "aurweb.toml")
+    state = Path("/var/lib") / unit["StateDirectory"]
+    assert config.db.is_relative_to(state) and config.work_dir.is_relative_to(state)
+    assert unit["WorkingDirectory"] == str(state)
+
+
+@pytest.mark.parametrize("name", ["aurweb.toml", "lmtp.example.toml"])
+def test_postfix_delivers_to_the_socket_the_config_opens_in_the_folder_tmpfiles_makes(name):
+    socket = load_config(DEPLOY / name).sources.lmtp.socket
     transport = (DEPLOY / "postfix" / "transport").read_text()
-    relative = re.search(r"^\S+@\S+\s+lmtp:unix:(\S+)$", transport, re.MULTILINE).group(1)
-    assert Path("/var/spool/postfix") / relative == socket  # Postfix's lmtp runs chrooted there
+    named = re.search(r"^\S+@\S+\s+lmtp:unix:(\S+)$", transport, re.MULTILINE).group(1)
+    assert not named.startswith("/")  # absolute would be read inside the chroot
+    assert POSTFIX_QUEUE_DIRECTORY / named == socket
     tmpfiles = (DEPLOY / "patchbot.tmpfiles").read_text()
-    assert re.search(rf"^d {socket.parent} 0750 patchbot postfix", tmpfiles, re.MULTILINE)
-    assert str(socket.parent) in unit()["Service"]["ReadWritePaths"]
+    assert re.search(rf"^d {re.escape(str(socket.parent))} 0750 patchbot postfix ", tmpfiles, re.MULTILINE)
+    writable = [path.lstrip("-") for path in service()["ReadWritePaths"].split()]
+    assert str(socket.parent) in writable
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -55,14 +106,3 @@ def test_systemd_finds_nothing_wrong_with_the_unit_but_the_missing_install():
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if line.strip() and "/opt/patchbot/venv/bin/patchbot is not executable" not in line]
     assert problems == []
-
-
-def test_the_example_gitlab_pipeline_has_a_job_for_every_aurweb_suite_and_junit_where_the_suite_reads_junit():
-    text = (DEPLOY / "gitlab-ci.example.yml").read_text()
-    jobs = {match.group(1): body for match, body in zip(
-        re.finditer(r"^([a-z][\w-]*):\n", text, re.MULTILINE),
-        re.split(r"^[a-z][\w-]*:\n", text, flags=re.MULTILINE)[1:])}
-    config = load_config(DEPLOY / "aurweb.toml")
-    for suite in config.suites.values():
-        assert suite.name in jobs, suite.name
-        assert ("junit:" in jobs[suite.name]) == (suite.format == "junit"), suite.name
