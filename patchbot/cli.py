@@ -52,18 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"patchbot {__version__}")
-    parser.add_argument("-c", "--config", type=Path, metavar="PATH", help="the TOML configuration file")
-    parser.add_argument(
-        "--db", type=Path, metavar="PATH",
-        help=f"the SQLite database (default: [store] db of the config, else {default_db_path()})",
-    )
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    _add_shared_options(parser)
+    # The same options after a command too: `patchbot serve -c FILE`, as unit files say it.
+    shared = argparse.ArgumentParser(add_help=False)
+    _add_shared_options(shared, after_command=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     ingest_parser = commands.add_parser(
-        "ingest", help="store and file mails from mbox files, Maildirs, single mails or stdin",
+        "ingest", parents=[shared], help="store and file mails from mbox files, Maildirs, single mails or stdin",
         description="Store every mail found in the given paths once per Message-ID, classify it "
         "(patch, cover letter, pull request, reply, other, or rejected with a reason) and file "
         "patches into series. Each PATH is an mbox file, a Maildir folder, a single raw mail, "
@@ -78,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_parser.set_defaults(run=cmd_ingest)
 
     serve_parser = commands.add_parser(
-        "serve", help="run as a service: receive the list's mail and answer it as it arrives",
+        "serve", parents=[shared], help="run as a service: receive the list's mail and answer it as it arrives",
         description="Take mail from the sources in [sources] (an LMTP server for the MTA, a Maildir, an "
         "IMAP mailbox), store each mail before acknowledging it, and run the pipeline as mail arrives: "
         "file, handle commands, test at most [serve] workers series at once, reply. Runs until SIGTERM "
@@ -90,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(run=cmd_serve)
 
     status_parser = commands.add_parser(
-        "status", help="show the services, the test queue, the outbox and recent errors",
+        "status", parents=[shared], help="show the services, the test queue, the outbox and recent errors",
         description="What `patchbot serve` is doing, read from the database: each service and whether "
         "it lives, the tests running, waiting and waiting to retry (with their last error), the "
         "replies to send, and the newest warnings and errors the services logged.",
@@ -99,22 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     status_parser.set_defaults(run=cmd_status)
 
     series_parser = commands.add_parser(
-        "series", help="list and show patch series",
+        "series", parents=[shared], help="list and show patch series",
         description="A series is one version of a set of patches (with its cover letter, if "
         "any). A re-roll is a new series that supersedes the previous version, which becomes "
         "obsolete.",
     )
     series_commands = series_parser.add_subparsers(dest="series_command", metavar="ACTION", required=True)
-    series_list = series_commands.add_parser("list", help="list every series")
+    series_list = series_commands.add_parser("list", parents=[shared], help="list every series")
     series_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
     series_list.set_defaults(run=cmd_series_list)
-    series_show = series_commands.add_parser("show", help="show one series and its patches")
+    series_show = series_commands.add_parser("show", parents=[shared], help="show one series and its patches")
     series_show.add_argument("series_id", type=int, metavar="ID")
     series_show.add_argument("--json", action="store_true", help="print JSON")
     series_show.set_defaults(run=cmd_series_show)
 
     test_parser = commands.add_parser(
-        "test", help="apply a stored series and run the suites of the stacks it touches",
+        "test", parents=[shared], help="apply a stored series and run the suites of the stacks it touches",
         description="Apply the series (cover letter left out) on its base in a fresh worktree of the "
         "repository's mirror, run the suites of every stack it touches in a sandbox, run the same "
         "suites on the base (once per base commit), and report new and pre-existing failures. "
@@ -128,21 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     test_parser.set_defaults(run=cmd_test)
 
     run_parser = commands.add_parser(
-        "run", help="process everything pending once, then exit (for cron and tests)",
+        "run", parents=[shared], help="process everything pending once, then exit (for cron and tests)",
         description="One pass of the whole pipeline: file mails not yet filed, ask for a test of "
         "every complete current series not yet tested, test them, keep one reply per series "
         "version in the outbox, and send what is due (or write it to [smtp] dry_run_mbox).",
     )
     run_parser.set_defaults(run=cmd_run)
 
-    log_parser = commands.add_parser("log", help="print the whole output of a test run's suites",
+    log_parser = commands.add_parser("log", parents=[shared], help="print the whole output of a test run's suites",
                                      description="Print the logs of test run RUN_ID (replies name it).")
     log_parser.add_argument("run_id", type=int, metavar="RUN_ID")
     log_parser.add_argument("suite", nargs="?", metavar="SUITE", help="only this suite")
     log_parser.set_defaults(run=cmd_log)
 
     demo_parser = commands.add_parser(
-        "demo", help="run the whole pipeline on the sample aur-dev mails and show the replies",
+        "demo", parents=[shared], help="run the whole pipeline on the sample aur-dev mails and show the replies",
         description="Build the sample dual-stack project in a temporary folder, start an SMTP "
         "server on 127.0.0.1 that captures what patchbot sends, feed the sample aur-dev mailbox "
         "(fixtures/mails/), run the pipeline and print every reply as a person would read it.",
@@ -150,16 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--keep", metavar="DIR", type=Path, help="work in DIR and keep it, instead of a temporary folder")
     demo_parser.set_defaults(run=cmd_demo)
 
-    message_parser = commands.add_parser("message", help="show what patchbot made of one mail")
+    message_parser = commands.add_parser("message", parents=[shared], help="show what patchbot made of one mail")
     message_commands = message_parser.add_subparsers(dest="message_command", metavar="ACTION", required=True)
     message_show = message_commands.add_parser(
-        "show", help="show one mail's kind, position, files and trailers",
+        "show", parents=[shared], help="show one mail's kind, position, files and trailers",
         description="Show one stored mail by its Message-ID (with or without the angle brackets).",
     )
     message_show.add_argument("message_id", metavar="MESSAGE_ID")
     message_show.add_argument("--json", action="store_true", help="print JSON")
     message_show.set_defaults(run=cmd_message_show)
     return parser
+
+
+def _add_shared_options(parser: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """-c, --db, -v, -q; after a command they leave alone what was given before it."""
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    parser.add_argument("-c", "--config", type=Path, metavar="PATH", help="the TOML configuration file", **unset)
+    parser.add_argument(
+        "--db", type=Path, metavar="PATH",
+        help=f"the SQLite database (default: [store] db of the config, else {default_db_path()})", **unset,
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log every step", **unset)
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only", **unset)
 
 
 def open_store(args: argparse.Namespace) -> Store:

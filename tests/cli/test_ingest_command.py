@@ -162,3 +162,14 @@ def test_help_explains(tmp_path, args):
     assert b"usage: patchbot" in result.stdout
     if args == ["--help"]:
         assert b"exit codes:" in result.stdout
+
+
+def test_the_shared_options_may_also_come_after_the_command(tmp_path):
+    """`patchbot serve -c FILE`, as a unit file says it, and `patchbot -c FILE serve` alike."""
+    (tmp_path / "one.eml").write_bytes(SINGLE_PATCH)
+    patchbot("ingest", str(tmp_path / "one.eml"), "--db", str(tmp_path / "after.db"), db=tmp_path / "before.db")
+    assert (tmp_path / "after.db").exists() and not (tmp_path / "before.db").exists()
+    config = tmp_path / "bad.toml"
+    config.write_text("[store]\nnope = 1\n")
+    result = patchbot("series", "list", "-c", str(config), db=tmp_path / "after.db", check=False)
+    assert result.returncode == 4 and b"store.nope: unknown key" in result.stderr

@@ -40,7 +40,7 @@ class ServiceUnderTest:
     def start(self, timeout: float = 30) -> None:
         log = self.log.open("ab")
         start_of_log = log.tell()
-        self.process = subprocess.Popen([sys.executable, "-m", "patchbot", "-c", str(self.config), "serve"],
+        self.process = subprocess.Popen([sys.executable, "-m", "patchbot", "serve", "-c", str(self.config)],
                                         stdout=log, stderr=log, cwd=self.folder)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
