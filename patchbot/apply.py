@@ -97,7 +97,9 @@ def mirror_path(mirrors_dir: Path, url: str) -> Path:
 
 @contextmanager
 def mirror_lock(mirror: Path) -> Iterator[None]:
-    """Hold the mirror's lock: two processes (cron overlapping a run) must not clone or fetch at once."""
+    """Hold the mirror's lock: no two fetches, clones or worktree changes at once, from two
+    processes (cron overlapping a run) or two workers of one (each opens the file anew, and
+    flock excludes between open files)."""
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with open(mirror.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -192,7 +194,8 @@ def _owner_alive(name: str) -> bool:
 def remove_worktree(mirror: Path, worktree: Path) -> None:
     # Removing the folder and pruning does what `git worktree remove --force` does, in one git run.
     shutil.rmtree(worktree, ignore_errors=True)
-    git("worktree", "prune", cwd=mirror, check=False)
+    with mirror_lock(mirror):
+        git("worktree", "prune", cwd=mirror, check=False)
 
 
 def apply_series(mirror: Path, base: BaseChoice, patches: Sequence[PatchMail], worktrees_dir: Path) -> Applied:
@@ -206,7 +209,10 @@ def apply_series(mirror: Path, base: BaseChoice, patches: Sequence[PatchMail], w
         raise GitError(f"the base {base.ref} is not in {mirror}")
     worktrees_dir.mkdir(parents=True, exist_ok=True)
     worktree = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=worktrees_dir))
-    git("worktree", "add", "--detach", "--force", str(worktree), base_commit, cwd=mirror)
+    # Under the fetch lock: a worktree being added has a placeholder HEAD for a moment, and a
+    # fetch at that moment (another worker's) fails its connectivity check on it.
+    with mirror_lock(mirror):
+        git("worktree", "add", "--detach", "--force", str(worktree), base_commit, cwd=mirror)
     behind = _commits_behind(mirror, base_commit, base.branch)
     for prerequisite in base.prerequisites:
         failure = _am(worktree, prerequisite)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import mailbox
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -100,10 +101,9 @@ async def _send_all(store: Store, config: Config, items: list[OutboxItem]) -> li
     password = _password(config.smtp)
     for item in items:
         if config.smtp.dry_run_mbox is not None:
-            outcome = _write_to_mbox(config.smtp.dry_run_mbox, item)
+            outcomes.append(_record(store, config.smtp, item, _write_to_mbox(config.smtp.dry_run_mbox, item)))
         else:
-            outcome = await _deliver(config.smtp, password, item)
-        outcomes.append(_record(store, config.smtp, item, outcome))
+            outcomes.append(await _deliver(config.smtp, password, item, lambda outcome: _record(store, config.smtp, item, outcome)))
     return outcomes
 
 
@@ -125,14 +125,36 @@ def _write_to_mbox(path, item: OutboxItem) -> SendOutcome:
     return SendOutcome(item.key, Delivery.SENT, f"written to {path}")
 
 
-async def _deliver(smtp: SmtpConfig, password: str | None, item: OutboxItem) -> SendOutcome:
+async def _deliver(smtp: SmtpConfig, password: str | None, item: OutboxItem,
+                   record: Callable[[SendOutcome], SendOutcome]) -> SendOutcome:
+    """Send one reply and record what came of it before saying QUIT: between the server's 250
+    and our record, a crash would send the reply again, so that moment is kept as short as
+    it can be (RFC 1047's window; the QUIT round trip is not in it)."""
+    client = aiosmtplib.SMTP(
+        hostname=smtp.host, port=smtp.port, use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls",
+        username=smtp.username, password=password, timeout=smtp.timeout_s,
+        cert_bundle=str(smtp.ca_file) if smtp.ca_file else None,
+    )
     try:
-        refused, response = await asyncio.wait_for(aiosmtplib.send(
-            item.data, sender=item.sender, recipients=list(item.recipients), hostname=smtp.host, port=smtp.port,
-            use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls",
-            username=smtp.username, password=password, timeout=smtp.timeout_s,
-            cert_bundle=str(smtp.ca_file) if smtp.ca_file else None,
-        ), SEND_DEADLINE_S)
+        try:
+            outcome = await asyncio.wait_for(_transaction(client, item), SEND_DEADLINE_S)
+        except asyncio.TimeoutError:
+            outcome = SendOutcome(item.key, Delivery.RETRY, f"no end to the delivery within {SEND_DEADLINE_S} s")
+        outcome = record(outcome)
+    finally:
+        if client.is_connected:
+            try:
+                await asyncio.wait_for(client.quit(), smtp.timeout_s)
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                client.close()  # the reply's fate is recorded: a rude goodbye changes nothing
+    return outcome
+
+
+async def _transaction(client: aiosmtplib.SMTP, item: OutboxItem) -> SendOutcome:
+    """Connect (TLS, login) and send; what came of it, the server's trouble included."""
+    try:
+        await client.connect()
+        refused, response = await client.sendmail(item.sender, list(item.recipients), item.data)
     except aiosmtplib.SMTPRecipientsRefused as error:
         codes = [refusal.code for refusal in error.recipients]
         temporary = any(400 <= code < 500 for code in codes)
@@ -152,7 +174,9 @@ async def _deliver(smtp: SmtpConfig, password: str | None, item: OutboxItem) -> 
 def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutcome) -> SendOutcome:
     """Store what came of an attempt; returns the outcome as stored (a retry past the last
     attempt is a failure)."""
-    with store.transaction():
+    # "Sent" is kept without waiting for the disk: a killed process loses nothing written,
+    # and only a power cut in the next moment could forget it (and send the reply again).
+    with store.transaction(durable=outcome.result != Delivery.SENT):
         if outcome.result == Delivery.SENT:
             store.mark_reply_sent(item.id, outcome.detail if "refused" in outcome.detail else None)
             log.info("sent %s (%s)", item.message_id, item.key)

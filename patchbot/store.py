@@ -346,9 +346,13 @@ class Store:
         return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, durable: bool = True) -> Iterator[None]:
         """Group writes: committed together, or none. A nested one is a savepoint: its
-        failure undoes only its own writes and leaves the outer transaction going."""
+        failure undoes only its own writes and leaves the outer transaction going.
+
+        `durable=False` commits without waiting for the disk (synchronous=NORMAL under WAL):
+        safe against a killed process, not against a power cut; for marks where a moment
+        less between an event and its record matters more (a reply the server accepted)."""
         if self._depth:
             name = f"nested{self._depth}"
             self._db.execute(f"SAVEPOINT {name}")
@@ -362,6 +366,8 @@ class Store:
                 self._db.execute(f"RELEASE {name}")
                 self._depth -= 1
             return
+        if not durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
@@ -373,6 +379,8 @@ class Store:
             self._db.execute("COMMIT")
         finally:
             self._depth = 0
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     # -- mails ----------------------------------------------------------------------------
 

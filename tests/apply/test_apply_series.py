@@ -138,3 +138,30 @@ def test_a_worktree_add_killed_half_way_is_cleaned_up_so_fetches_work_again(repo
     clean_leftover_worktrees(mirror, tmp_path / "wt")
     fetch(mirror)
     assert not entry.exists()
+
+
+def test_workers_adding_worktrees_while_another_fetches_do_not_break_the_fetch(repo, mirror, tmp_path):
+    """patchbot serve's workers share one mirror: a fetch must never meet a worktree being added."""
+    import threading
+
+    repo.commit_on_master("NEWS", "new\n", "news")
+    errors = []
+
+    def apply_many() -> None:
+        for _ in range(60):
+            applied = apply_series(mirror, master(repo), [], tmp_path / "wt")
+            remove_worktree(mirror, applied.worktree)
+
+    def fetch_many() -> None:
+        try:
+            for _ in range(60):
+                fetch(mirror)
+        except GitError as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=apply_many), threading.Thread(target=apply_many), threading.Thread(target=fetch_many)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []

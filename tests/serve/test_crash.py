@@ -146,6 +146,16 @@ def _quiet(service: ServiceUnderTest) -> bool:
     return open_tests == unsent == unfiled == unread == 0
 
 
+def interrupted_test_runs(log: str) -> int:
+    """Tests a SIGKILL interrupted: started ("testing") in a process that never finished them."""
+    cut = 0
+    for life in log.split("serve: started as ")[1:-1]:  # every process but the last was killed
+        started = set(re.findall(r"series (\d+ v\d+): testing \(", life))
+        finished = set(re.findall(r"series (\d+ v\d+): (?:pass|fail|timeout|infra-error|not-applied|skipped);", life))
+        cut += len(started - finished)
+    return cut
+
+
 @pytest.fixture(scope="module")
 def sample_repo(tmp_path_factory):
     if sandbox_available():
@@ -190,7 +200,8 @@ def test_killed_and_restarted_during_a_burst_every_version_is_answered_once(samp
               f" {len(messages)} mails out: {sum(reports.values())} reports for {series_versions} series versions"
               f" (+{retests} retests asked), {len(acknowledgements)} acknowledgements for {commands} commands;"
               f" duplicates {duplicates}, lost mails {len(lost_mails)},"
-              f" versions without a report {series_versions - len(reports)}")
+              f" versions without a report {series_versions - len(reports)};"
+              f" tests cut short by a kill and run again {interrupted_test_runs(service.log_text())}")
     assert series_versions == versions
     assert duplicates == 0, by_id.most_common(3)
     assert lost_mails == []
