@@ -1,4 +1,4 @@
-"""Read mail from files: mbox archives, Maildir folders, single raw mails, standard input.
+"""Read mail from files: mbox archives (gzipped too), Maildir folders, single raw mails, standard input.
 
 Which one a path is, is sniffed, not assumed: real mail files often lack the mbox `From `
 line. mbox files are streamed a message at a time (the stdlib's mailbox.mbox indexes the
@@ -8,6 +8,7 @@ the archive's size.
 
 from __future__ import annotations
 
+import gzip
 import mailbox
 import re
 import sys
@@ -42,7 +43,8 @@ class FileSource:
             if path.is_dir():
                 yield from _read_maildir(path)
                 return
-            stream = path.open("rb")
+            # A list archive's export comes gzipped (HyperKitty's .mbox.gz): read it as it is.
+            stream = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
         except OSError as error:
             raise UnreadableSource(f"{path}: {error.strerror or error}") from error
         with stream:
@@ -77,7 +79,7 @@ def _read_stream(stream: BinaryIO, origin: str) -> Iterator[RawMail]:
             yield RawMail(first + b"".join(lines), origin)
             return
         yield from _split_mbox(lines, origin)
-    except OSError as error:
+    except (OSError, EOFError) as error:  # EOFError: a gzip file cut short
         raise UnreadableSource(f"{origin}: {error}") from error
 
 

@@ -173,3 +173,18 @@ def test_the_shared_options_may_also_come_after_the_command(tmp_path):
     config.write_text("[store]\nnope = 1\n")
     result = patchbot("series", "list", "-c", str(config), db=tmp_path / "after.db", check=False)
     assert result.returncode == 4 and b"store.nope: unknown key" in result.stderr
+
+
+def test_ingest_reads_a_gzipped_archive_export_and_names_a_truncated_one(tmp_path):
+    """HyperKitty exports a list's archive as .mbox.gz: --backfill takes it as it is."""
+    import gzip
+
+    archive = tmp_path / "aur-dev.mbox.gz"
+    mbox = b"From x Mon Mar  1 12:00:00 2021\n" + SINGLE_PATCH + b"\nFrom x Mon Mar  1 13:00:00 2021\n" + numbered(1, 1)
+    archive.write_bytes(gzip.compress(mbox))
+    result = patchbot("ingest", "--backfill", str(archive), db=tmp_path / "p.db")
+    listed = json.loads(patchbot("series", "list", "--json", db=tmp_path / "p.db").stdout)
+    assert len(listed) == 2, result.stderr
+    archive.write_bytes(gzip.compress(mbox)[:-20])
+    cut = patchbot("ingest", str(archive), db=tmp_path / "q.db", check=False)
+    assert cut.returncode == 3 and b"aur-dev.mbox.gz" in cut.stderr
