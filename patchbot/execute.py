@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Exit codes of a shell that could not run the command at all: the machine's problem.
 CANNOT_START = {126: "the command is not executable", 127: "the command was not found"}
+# Signals with which a whole sandbox is stopped from outside (patchbot's own kills are SIGKILL).
+STOPPED_FROM_OUTSIDE = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
@@ -165,6 +168,11 @@ def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path |
         return SuiteResult(suite.name, Outcome.TIMEOUT, None, duration, detail or f"killed after {suite.timeout_s:.0f} s")
     if sandboxed.exit_code in CANNOT_START:
         return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, CANNOT_START[sandboxed.exit_code])
+    if sandboxed.exit_code is not None and -sandboxed.exit_code in STOPPED_FROM_OUTSIDE:
+        # The sandbox itself got the signal: someone stopped the machine's work (a service
+        # manager, an operator), which says nothing of the patch.
+        name = signal.Signals(-sandboxed.exit_code).name
+        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"stopped from outside by {name}")
     exit_note = f"exit code {sandboxed.exit_code}" if sandboxed.exit_code else ""
     if sandboxed.ending is Ending.OUT_OF_MEMORY:
         exit_note = detail or "ran out of memory"

@@ -90,3 +90,34 @@ def test_a_workdir_leading_outside_the_worktree_is_refused(workspace):
     (workspace.worktree / "escape").symlink_to("/etc")
     run = run_suite(SuiteConfig("s", "true", ("*",), workdir="escape"), workspace)
     assert run.result.outcome is Outcome.FAIL and "outside the worktree" in run.result.detail
+
+
+def test_a_sandbox_stopped_from_outside_is_the_machines_failure_not_the_patchs(workspace):
+    """An operator's or a service manager's SIGTERM says nothing of the patch: retried, not failed."""
+    import os
+    import signal
+    import threading
+    import time
+
+    def stop_the_first_sandbox() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    stat = (entry / "stat").read_text()
+                    command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and command.endswith(b"bwrap"):
+                    time.sleep(0.3)
+                    os.kill(int(entry.name), signal.SIGTERM)
+                    return
+            time.sleep(0.02)
+
+    stopper = threading.Thread(target=stop_the_first_sandbox)
+    stopper.start()
+    run = run_suite(SuiteConfig("s", "sleep 1", ("*",)), workspace)
+    stopper.join()
+    assert (run.result.outcome, run.attempts) == (Outcome.PASS, 2)  # the second attempt ran undisturbed
