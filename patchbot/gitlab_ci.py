@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from urllib3.util.retry import Retry
 from patchbot.config import Config, GitlabConfig, SuiteConfig
 from patchbot.execute import SuiteRun, Workspace
 from patchbot.results import SuiteResult
-from patchbot.testreports import Outcome, TestReport, report_from_cases
+from patchbot.testreports import Outcome, TestReport, parse_tap, report_from_cases
 from patchbot.testrun import TestRunError
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,12 @@ def _results(settings: GitlabConfig, project, pipeline, timed_out: bool, suites:
             failing = report.failed > 0 or (job is not None and job.status == "failed" and report.total == 0)
             runs.append(_run(suite, Outcome.FAIL if failing else Outcome.PASS, report, duration,
                              f"GitLab job {job.status}" if job is not None and job.status != "success" else "", log_path))
+        elif job is not None and suite.format == "tap" and log_path is not None and job.status in ("success", "failed"):
+            # No JUnit report, but the suite prints TAP: the job's log has every test.
+            report = parse_tap(_plain(log_path.read_text(errors="replace")))
+            failing = report.failed > 0 or (job.status == "failed" and report.total == 0)
+            runs.append(_run(suite, Outcome.FAIL if failing else Outcome.PASS, report, duration,
+                             f"GitLab job {job.status}, TAP read from its log", log_path))
         elif job is None:
             runs.append(_run(suite, Outcome.INFRA_ERROR, None, duration,
                              f"the GitLab pipeline {pipeline.id} has no job named {name}"))
@@ -195,6 +202,14 @@ def _report(suite: dict) -> TestReport:
          str(case.get("system_output") or case.get("stack_trace") or ""))
         for case in suite.get("test_cases") or []
     ])
+
+
+# GitLab job logs carry colour codes and collapsible-section markers around each line.
+_LOG_MARKUP = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|section_(?:start|end):\d+:[\w.-]+\r?")
+
+
+def _plain(log: str) -> str:
+    return _LOG_MARKUP.sub("", log.replace("\r\n", "\n"))
 
 
 def _keep_trace(project, job, workspace: Workspace, suite: str) -> Path | None:

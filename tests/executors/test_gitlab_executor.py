@@ -218,3 +218,30 @@ def test_standin_end_to_end_the_reply_names_the_new_failure_with_the_same_templa
     assert "python     FAIL    1 new failure of 2" in body and "parity     PASS    1 passed" in body
     assert sorted(p["ref"] for p in standin.pipelines.values()) == ["patchbot/1-v1", "patchbot/1-v1-base"]
     assert standin.branches() == []
+
+
+def test_standin_tap_suite_without_a_junit_report_is_read_from_its_job_log(standin, tmp_path, sample_repo, checkout):
+    """The PHP suite prints TAP; a pipeline that publishes no report for it still has its log."""
+    log = ("\x1b[0Ksection_start:1700000000:step_script\r\x1b[0K\x1b[32;1m$ php test/php/run.php\x1b[0;m\n"
+           "1..3\nok 1 - info of one package\nnot ok 2 - search by maintainer\n#   got 0, expected 2\n"
+           "ok 3 - suggest\n\x1b[0Ksection_end:1700000001:step_script\r\x1b[0K\n")
+    standin.scenarios["tip"] = Scenario(statuses=["running", "failed"], jobs={"php": "failed"}, traces={"php": log})
+    config = gitlab_config(tmp_path, sample_repo, standin)
+    [result] = [r.result for r in run(config, checkout, tmp_path, suites=("php",))]
+    assert result.outcome is Outcome.FAIL and result.detail == "GitLab job failed, TAP read from its log"
+    assert [(case.name, case.outcome) for case in result.report.cases] == [
+        ("info of one package", Outcome.PASS), ("search by maintainer", Outcome.FAIL), ("suggest", Outcome.PASS)]
+
+
+@pytest.mark.skipif(bool(sandbox_available()), reason="no sandbox here")
+def test_a_token_in_patchbots_environment_does_not_reach_a_local_sandbox(tmp_path, monkeypatch):
+    from patchbot.execute import run_suite
+    from patchbot.config import SuiteConfig
+
+    monkeypatch.setenv(TOKEN_ENV, "glpat-secret-never-inside")
+    config = load_config(write_sample_config(tmp_path / "c.toml", tmp_path, tmp_path / "work", tmp_path / "p.db"))
+    (tmp_path / "tree").mkdir()
+    suite_run = run_suite(SuiteConfig("env", "env; cat /proc/self/environ", ("*",)),
+                          Workspace(tmp_path / "tree", config, tmp_path / "logs", {}, (), "tip"))
+    assert suite_run.result.outcome is Outcome.PASS
+    assert "glpat-secret-never-inside" not in suite_run.log.read_text()
