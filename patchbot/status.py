@@ -10,6 +10,7 @@ from patchbot.render import render
 from patchbot.store import ServiceRecord, Store, TestRequest
 
 RECENT_EVENTS = 10
+PAST_SERVICES = 3  # stopped or dead services shown, newest first
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,12 @@ def status_of(store: Store, now: datetime) -> QueueStatus:
             retrying.append(request)
         else:
             waiting.append(request)
+    services = [(service, service.state != "stopped" and claimer_alive(service.claimer)) for service in store.services()]
+    # Every start leaves a row: show the live services and only the latest of the others.
+    gone = [entry for entry in services if not entry[1]][:PAST_SERVICES]
     return QueueStatus(
         now=now,
-        services=tuple((service, service.state != "stopped" and claimer_alive(service.claimer))
-                       for service in store.services()),
+        services=tuple(entry for entry in services if entry[1] or entry in gone),
         unfiled_mails=store.count_mails().get("new", 0),
         running=tuple(running), waiting=tuple(waiting), retrying=tuple(retrying),
         outbox=store.outbox_counts(),

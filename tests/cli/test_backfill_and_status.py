@@ -86,3 +86,14 @@ def test_a_dead_service_is_shown_as_dead(tmp_path: Path):
         store.note_service(f"{CLAIMER.split(':')[0]}:1:999", "serving", [])  # pid 1, another start time
     status = json.loads(patchbot("status", "--json", db=tmp_path / "p.db").stdout)
     assert status["services"][0]["state"] == "dead"
+
+
+def test_status_shows_live_services_and_only_the_three_latest_gone_ones(tmp_path: Path):
+    store = Store(tmp_path / "p.db")
+    with store.transaction():
+        for start in range(6):
+            store.note_service(f"elsewhere.example.org:{start}:1", "stopped", [])
+        store.note_service(CLAIMER, "serving", [])
+    status = json.loads(patchbot("status", "--json", db=tmp_path / "p.db").stdout)
+    assert len(status["services"]) == 4
+    assert sum(service["state"] == "serving" for service in status["services"]) == 1
