@@ -9,6 +9,7 @@ import signal
 import smtplib
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -203,6 +204,24 @@ def test_serve_takes_mail_in_while_the_repository_is_unreachable_and_tests_once_
     wait_for(lambda: handler.messages, 120, "the reply once the repository is back", service)
     assert service.stop() == 0
     assert series_tags(handler) == ["1/v1"]
+
+
+def test_two_services_on_one_database_answer_each_version_once(sample_repo, smtp, tmp_path):
+    """Workers of two processes share the queue: claims keep them from testing or sending twice."""
+    handler, port = smtp
+    one = ServiceUnderTest(tmp_path / "one", sample_repo, port)
+    two = ServiceUnderTest(tmp_path / "two", sample_repo, port)
+    two.config.write_text(two.config.read_text().replace(str(two.db), str(one.db))
+                          .replace(str(tmp_path / "two" / "work"), str(tmp_path / "one" / "work")))
+    one.start()
+    two.start()
+    for index, data in enumerate(_sample_mails()):
+        (one if index % 2 else two).deliver(data)
+    wait_for(lambda: len(handler.messages) >= 7, 180, "seven replies", one)
+    time.sleep(2)  # a duplicate would come now
+    assert one.stop() == 0 and two.stop() == 0
+    assert len(handler.messages) == 7
+    assert Counter(series_tags(handler)) == {"1/v1": 1, "2/v1": 3, "3/v1": 1, "4/v1": 1, "5/v2": 1}
 
 
 def test_serve_exits_4_naming_the_key_of_a_bad_config(tmp_path):
