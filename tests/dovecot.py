@@ -1,14 +1,24 @@
 """A real Dovecot IMAP server on 127.0.0.1 for tests: IMAPS with a certificate made here, and
 plain IMAP with STARTTLS, one user whose mail the test puts in with IMAP APPEND.
 
-Dovecot (Debian's dovecot-imapd; `.ci/setup` installs it) runs in the foreground with a
-config of its own in a scratch folder; it refuses to serve mail as root, so the user's mail
-belongs to `nobody`, and the folder is world-traversable for its unprivileged login process.
+Dovecot (Debian's dovecot-imapd; `.ci/setup` installs it) runs in the foreground, in its own
+process group, with a config of its own in a scratch folder and on free ports, so a system-wide
+Dovecot on 143/993 does not matter. Dovecot refuses to serve mail as root: started by root,
+the user's mail belongs to `nobody`, and the folder is world-traversable for the unprivileged
+login process; started by anyone else, every Dovecot process runs as that user.
+
+    with dovecot_server() as dovecot:
+        dovecot.append(raw_bytes)        # IMAP APPEND to INBOX
+        ImapSourceConfig(host=dovecot.host, port=dovecot.imaps_port, username=dovecot.user,
+                         password_file=dovecot.password_file, ca_file=dovecot.ca_file)
 """
 
 from __future__ import annotations
 
+import grp
 import imaplib
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -38,15 +48,16 @@ ssl_cert = <{folder}/cert.pem
 ssl_key = <{folder}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
-default_internal_user = dovecot
-default_login_user = dovenull
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+default_login_user = {login_user}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {folder}/passwd
 }}
 userdb {{
   driver = static
-  args = uid=nobody gid=nogroup home={folder}/home/%u
+  args = uid={mail_user} gid={mail_group} home={folder}/home/%u
 }}
 mail_location = maildir:~/Maildir
 service imap-login {{
@@ -90,6 +101,11 @@ class Dovecot:
         finally:
             client.logout()
 
+    def kick(self) -> None:
+        """Drop the user's connections, as the server's autologout or a restart would."""
+        subprocess.run(["doveadm", "-c", str(self.folder / "dovecot.conf"), "kick", self.user],
+                       check=True, capture_output=True)
+
     def flags(self, folder: str = "INBOX") -> list[str]:
         """The flags of every mail in the folder, in order."""
         client = self.client()
@@ -119,10 +135,11 @@ def dovecot_server() -> Iterator[Dovecot]:
         (folder / "password").write_text(password + "\n")
         home = folder / "home" / "patchbot"
         home.mkdir(parents=True)
-        shutil.chown(home, "nobody", "nogroup")
+        users = _process_users()
+        shutil.chown(home, users["mail_user"], users["mail_group"])
         imap_port, imaps_port = free_port(), free_port()
         config = folder / "dovecot.conf"
-        config.write_text(CONFIG.format(folder=folder, imap_port=imap_port, imaps_port=imaps_port))
+        config.write_text(CONFIG.format(folder=folder, imap_port=imap_port, imaps_port=imaps_port, **users))
         process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -130,14 +147,31 @@ def dovecot_server() -> Iterator[Dovecot]:
             yield Dovecot("127.0.0.1", imaps_port, imap_port, "patchbot", password, folder / "password",
                           folder / "cert.pem", folder)
         finally:
-            process.send_signal(signal.SIGTERM)
+            # The whole group: the master's imap and auth children must not outlive the test.
+            _signal_group(process, signal.SIGTERM)
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
                 process.wait()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass  # it failed to start, and its children went with it
+
+
+def _process_users() -> dict[str, str]:
+    """Who Dovecot's processes and the mail run as."""
+    if os.geteuid() == 0:
+        return dict(internal_user="dovecot", internal_group="dovecot", login_user="dovenull",
+                    mail_user="nobody", mail_group="nogroup")
+    me, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+    return dict(internal_user=me, internal_group=group, login_user=me, mail_user=me, mail_group=group)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, folder: Path, timeout: float = 20) -> None:

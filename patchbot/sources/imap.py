@@ -10,8 +10,9 @@ from __future__ import annotations
 import imaplib
 import logging
 import re
-import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from patchbot.config import ImapSourceConfig
 from patchbot.intake import keep
@@ -19,6 +20,10 @@ from patchbot.sources import RawMail, UnreadableSource
 from patchbot.store import Store
 
 log = logging.getLogger(__name__)
+
+# What imaplib raises when the server or the network fails us: IMAP4.abort is an IMAP4.error,
+# and ssl.SSLError and socket timeouts are OSErrors.
+SERVER_TROUBLE = (imaplib.IMAP4.error, OSError, EOFError)
 
 
 class ImapUnavailable(UnreadableSource):
@@ -39,70 +44,117 @@ class ImapPoller:
     def poll_once(self, store: Store) -> int:
         """Store every unseen mail of the folder; returns how many were new to the store.
 
-        Raises ImapUnavailable for the server's trouble (the caller backs off and retries); a
-        store failure propagates and leaves the mail unseen."""
-        try:
-            client = self._client or self._connect()
-            # On a connection kept open, a server tells of new mail and flag changes at a NOOP.
-            status, data = client.noop()
-            _expect(status, data, "NOOP")
+        Raises ImapUnavailable, in one line without the password, for the server's trouble
+        (the caller logs it, backs off and retries; the connection is reopened then). A store
+        failure is raised unchanged, leaves the mail unseen and keeps the connection."""
+        client = self._reused() or self._connect()
+        with self._talking():
             status, data = client.uid("SEARCH", None, "UNSEEN")
             _expect(status, data, "UID SEARCH UNSEEN")
-            stored = 0
-            for uid in data[0].split():
-                stored += self._take(client, store, uid.decode())
-            return stored
-        except (imaplib.IMAP4.error, OSError, EOFError) as error:
+        stored = 0
+        for uid in data[0].split():
+            stored += self._take(client, store, uid.decode())
+        return stored
+
+    def close(self) -> None:
+        """Log out; the next poll connects again."""
+        if self._client is not None:
+            _logout(self._client)
+            self._client = None
+
+    def _reused(self) -> imaplib.IMAP4 | None:
+        """The connection kept from the last poll, if it still answers.
+
+        The NOOP is also when a server tells a kept connection of new mail and flag changes.
+        A connection dropped while idle (the server's autologout, a NAT forgetting it) is
+        closed quietly, to be reopened at once: that is no trouble worth reporting."""
+        if self._client is None:
+            return None
+        try:
+            status, data = self._client.noop()
+            _expect(status, data, "NOOP")
+            return self._client
+        except SERVER_TROUBLE as error:
+            log.info("imap: the connection to %s was dropped (%s); connecting again", self.where, error)
             self.close()
-            raise ImapUnavailable(f"imap {self.where}: {error}") from None
+            return None
 
     def _take(self, client: imaplib.IMAP4, store: Store, uid: str) -> int:
-        status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
-        _expect(status, data, f"UID FETCH {uid}")
+        with self._talking():
+            status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
+            _expect(status, data, f"UID FETCH {uid}")
         raw = next((part[1] for part in data if isinstance(part, tuple)), None)
         if raw is None:
             return 0  # expunged meanwhile
         with store.transaction():
             message_id, mail_id = keep(store, RawMail(raw, f"imap:{self.settings.folder}/{uid}"))
-        status, data = client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)")
-        _expect(status, data, f"UID STORE {uid} +FLAGS (\\Seen)")
+        with self._talking():
+            status, data = client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)")
+            _expect(status, data, f"UID STORE {uid} +FLAGS (\\Seen)")
         if mail_id is None:
             log.info("imap: %s was stored already", message_id)
             return 0
         log.info("imap: stored %s (%d bytes)", message_id, len(raw))
         return 1
 
+    @contextmanager
+    def _talking(self) -> Iterator[None]:
+        """Turn the server's trouble into ImapUnavailable, and drop the connection it broke."""
+        try:
+            yield
+        except SERVER_TROUBLE as error:
+            self.close()
+            raise ImapUnavailable(f"imap {self.where}: {error}") from None
+
     def _connect(self) -> imaplib.IMAP4:
         settings = self.settings
-        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
-        try:
-            password = settings.password_file.read_text().removesuffix("\n")
-        except OSError as error:
-            raise ImapUnavailable(f"imap {self.where}: cannot read the password file "
-                                  f"{settings.password_file}: {error.strerror}") from None
-        if settings.security == "tls":
-            client = imaplib.IMAP4_SSL(settings.host, settings.port or 993, ssl_context=context,
-                                       timeout=settings.timeout_s)
-        else:
-            client = imaplib.IMAP4(settings.host, settings.port or 143, timeout=settings.timeout_s)
-            if settings.security == "starttls":
+        password = self._password()
+        context = self._tls_context() if settings.security != "plain" else None
+        with self._talking():
+            if settings.security == "tls":
+                client = imaplib.IMAP4_SSL(settings.host, settings.port or 993, ssl_context=context,
+                                           timeout=settings.timeout_s)
+            else:
+                client = imaplib.IMAP4(settings.host, settings.port or 143, timeout=settings.timeout_s)
+            self._client = client  # from here on, any failure logs it out
+            if context is not None and settings.security == "starttls":
                 client.starttls(context)
-        try:
-            client.login(settings.username, password)
-        except imaplib.IMAP4.error as error:
-            _logout(client)
-            # The server's words, which never echo the password; ours carry only the user name.
-            raise ImapUnavailable(f"imap {self.where}: login refused: {_text(error)}") from None
-        status, data = client.select(_quoted(settings.folder))
-        _expect(status, data, f"SELECT {settings.folder}")
+            self._login(client, password)
+            status, data = client.select(_quoted(settings.folder))
+            _expect(status, data, f"SELECT {settings.folder}")
         log.info("imap: connected to %s", self.where)
-        self._client = client
         return client
 
-    def close(self) -> None:
-        if self._client is not None:
-            _logout(self._client)
-            self._client = None
+    def _password(self) -> str:
+        try:
+            return self.settings.password_file.read_text().removesuffix("\n")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise ImapUnavailable(f"imap {self.where}: cannot read the password file "
+                                  f"{self.settings.password_file}: {reason}") from None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca_file = self.settings.ca_file
+        try:
+            return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except (OSError, ssl.SSLError) as error:
+            raise ImapUnavailable(f"imap {self.where}: cannot use the CA file {ca_file}: "
+                                  f"{getattr(error, 'strerror', None) or error}") from None
+
+    def _login(self, client: imaplib.IMAP4, password: str) -> None:
+        # Only the server's words and the user name reach a message: the server never echoes
+        # a password, and Python's own errors here (an encoding one) are replaced, not chained.
+        try:
+            client.login(self.settings.username, password)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as error:
+            self.close()
+            raise ImapUnavailable(f"imap {self.where}: login refused: {_text(error)}") from None
+        except UnicodeEncodeError:
+            self.close()
+            raise ImapUnavailable(f"imap {self.where}: the user name or password is not ASCII, "
+                                  "which IMAP LOGIN cannot send") from None
 
 
 def _expect(status: str, data, command: str) -> None:
@@ -119,11 +171,12 @@ def _text(value) -> str:
 
 
 def _quoted(folder: str) -> str:
+    """The folder as an IMAP astring: imaplib sends arguments as they are."""
     return folder if re.fullmatch(r"[A-Za-z0-9._/-]+", folder) else '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _logout(client: imaplib.IMAP4) -> None:
     try:
         client.logout()
-    except (imaplib.IMAP4.error, OSError, EOFError, socket.timeout):
+    except SERVER_TROUBLE:
         pass  # closing a broken connection: nothing to save

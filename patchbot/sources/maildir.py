@@ -1,9 +1,12 @@
 """Watch a Maildir that fetchmail or procmail delivers to, and store each new mail.
 
-Only new/ is read: a delivery agent renames a finished mail into new/ (never a half-written
+Only new/ is read. A delivery agent renames a finished mail into new/ (never a half-written
 one), and a mail patchbot has stored moves to cur/ marked seen (`:2,S`), so new/ holds exactly
-what is still to store. A crash between storing and moving re-reads the mail next time, and
-the store knows its Message-ID: nothing is stored twice, nothing is lost.
+what is still to store, and a poll never lists the ever-growing cur/. Reading cur/ for mails
+without the S flag as well would only matter if a mail client shared the folder; it must not:
+a client moves what it notices to cur/, and clearing a flag there would make patchbot take a
+mail again. A crash between storing and moving re-reads the mail next time, and the store
+knows its Message-ID: nothing is stored twice, nothing is lost.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class MaildirWatcher:
     """Store what a Maildir's new/ holds; `poll_once` is called every `[sources.maildir] poll`."""
 
     def __init__(self, settings: MaildirSourceConfig):
+        """Raises UnreadableSource, naming the path, when it is not a Maildir (no new/ or cur/)."""
         self.path = settings.path
         for sub in ("new", "cur"):
             if not (self.path / sub).is_dir():
@@ -32,8 +36,10 @@ class MaildirWatcher:
     def poll_once(self, store: Store) -> int:
         """Store every mail in new/ and move it to cur/; returns how many were new to the store.
 
-        A store failure propagates (the mail stays in new/ for the next poll); a file that
-        another reader took meanwhile is skipped; one that cannot be read is logged and left."""
+        A store failure (StoreError, sqlite3.Error, OSError) is raised unchanged and leaves the
+        mail, and those after it, in new/ for the next poll. UnreadableSource: new/ cannot be
+        listed. A file another reader took meanwhile is skipped; one that cannot be read is
+        logged and left in new/."""
         stored = 0
         try:
             names = sorted(entry.name for entry in os.scandir(self.path / "new") if entry.is_file())
@@ -60,6 +66,7 @@ class MaildirWatcher:
 
 
 def _mark_seen(source: Path, cur: Path) -> None:
+    """Move a stored mail to cur/ with the seen flag, as a mail client marks one it has read."""
     base = source.name.split(":2,", 1)[0]
     try:
         source.rename(cur / f"{base}:2,S")

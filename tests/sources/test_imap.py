@@ -11,7 +11,7 @@ from dovecot import NOT_INSTALLED, dovecot_server, installed
 from patchbot.config import ImapSourceConfig
 from patchbot.demo import free_port
 from patchbot.sources.imap import ImapPoller, ImapUnavailable
-from patchbot.store import Store, StoreError
+from patchbot.store import Store
 
 pytestmark = pytest.mark.skipif(not installed(), reason=NOT_INSTALLED)
 
@@ -38,37 +38,47 @@ def folder(dovecot):
     return name
 
 
-def settings(dovecot, folder: str, **changes) -> ImapSourceConfig:
-    values = dict(host=dovecot.host, port=dovecot.imaps_port, username=dovecot.user, password_file=dovecot.password_file,
-                  security="tls", folder=folder, ca_file=dovecot.ca_file, timeout_s=10)
-    values.update(changes)
-    return ImapSourceConfig(**values)
+@pytest.fixture
+def poller_for(dovecot, folder):
+    """Makes pollers of the test's folder over IMAPS, with settings changed; logs them out after."""
+    pollers = []
+
+    def poller_for(**changes) -> ImapPoller:
+        values = dict(host=dovecot.host, port=dovecot.imaps_port, username=dovecot.user, security="tls",
+                      password_file=dovecot.password_file, folder=folder, ca_file=dovecot.ca_file, timeout_s=10)
+        pollers.append(ImapPoller(ImapSourceConfig(**values | changes)))
+        return pollers[-1]
+
+    yield poller_for
+    for poller in pollers:
+        poller.close()
 
 
 def seen(flags: list[str]) -> list[bool]:
     return ["\\Seen" in line for line in flags]
 
 
-def test_unseen_mails_are_stored_then_marked_seen_and_seen_ones_left_alone(dovecot, folder, tmp_path):
+def test_unseen_mails_are_stored_then_marked_seen_and_seen_ones_left_alone(dovecot, folder, poller_for, store, caplog):
     dovecot.append(mail(1), folder)
     dovecot.append(mail(2), folder, flags="(\\Seen)")  # read by a person: not the bot's
     dovecot.append(mail(3), folder)
-    store = Store(tmp_path / "p.db")
-    poller = ImapPoller(settings(dovecot, folder))
-    assert poller.poll_once(store) == 2
-    assert store.raw_mail(store.mail("<imap.1@example.org>").id) == mail(1)
-    assert store.mail("<imap.2@example.org>") is None
-    assert seen(dovecot.flags(folder)) == [True, True, True]
-    assert poller.poll_once(store) == 0  # nothing new, the connection reused
-    dovecot.append(mail(4), folder)
-    assert poller.poll_once(store) == 1
-    poller.close()
+    poller = poller_for()
+    with caplog.at_level(logging.DEBUG):
+        assert poller.poll_once(store) == 2
+        assert store.raw_mail(store.mail("<imap.1@example.org>").id) == mail(1)
+        assert store.mail("<imap.2@example.org>") is None
+        assert seen(dovecot.flags(folder)) == [True, True, True]
+        assert poller.poll_once(store) == 0  # nothing new, the connection reused
+        dovecot.append(mail(4), folder)
+        assert poller.poll_once(store) == 1
+        poller.close()
+    assert f"stored <imap.1@example.org> ({len(mail(1))} bytes)" in caplog.text
+    assert dovecot.password not in caplog.text
 
 
-def test_a_mail_stored_before_a_crash_but_not_marked_seen_is_not_stored_twice(dovecot, folder, tmp_path):
+def test_a_mail_stored_before_a_crash_but_not_marked_seen_is_not_stored_twice(dovecot, folder, poller_for, store):
     dovecot.append(mail(5), folder)
-    store = Store(tmp_path / "p.db")
-    poller = ImapPoller(settings(dovecot, folder))
+    poller = poller_for()
     assert poller.poll_once(store) == 1
     client = dovecot.client()  # as if the crash came before STORE \Seen
     client.select(folder)
@@ -79,46 +89,53 @@ def test_a_mail_stored_before_a_crash_but_not_marked_seen_is_not_stored_twice(do
     assert store.count_mails() == {"new": 1}
 
 
-def test_a_store_that_cannot_write_leaves_the_mail_unseen_for_the_next_poll(dovecot, folder, tmp_path):
+def test_a_store_failure_leaves_the_mail_unseen_and_the_next_poll_takes_it(dovecot, folder, poller_for, store):
     dovecot.append(mail(6), folder)
-    store = Store(tmp_path / "p.db")
-    blocker = sqlite3.connect(tmp_path / "p.db", timeout=0)
-    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
-    store._db.execute("PRAGMA busy_timeout = 100")
-    poller = ImapPoller(settings(dovecot, folder))
-    with pytest.raises((StoreError, sqlite3.OperationalError)):
-        poller.poll_once(store)
+    broken = Store(store.path)
+    broken.close()  # every write now fails, as a store whose file went away would
+    poller = poller_for()
+    with pytest.raises(sqlite3.Error):
+        poller.poll_once(broken)
     assert seen(dovecot.flags(folder)) == [False]
-    blocker.rollback()
-    assert ImapPoller(settings(dovecot, folder)).poll_once(store) == 1
+    assert poller.poll_once(store) == 1  # on the same connection, kept
     assert seen(dovecot.flags(folder)) == [True]
 
 
-def test_starttls_on_the_plain_port_works(dovecot, folder, tmp_path):
+def test_a_connection_the_server_dropped_is_reopened_without_an_error(dovecot, folder, poller_for, store, caplog):
+    poller = poller_for()
+    assert poller.poll_once(store) == 0
+    dovecot.kick()  # as the server's autologout or a NAT forgetting an idle connection would
+    dovecot.append(mail(8), folder)
+    with caplog.at_level(logging.INFO):
+        assert poller.poll_once(store) == 1
+    assert "was dropped" in caplog.text
+
+
+@pytest.mark.parametrize("security", ["starttls", "plain"])
+def test_the_plain_port_works_with_starttls_and_without(dovecot, folder, poller_for, store, security):
     dovecot.append(mail(7), folder)
-    poller = ImapPoller(settings(dovecot, folder, port=dovecot.imap_port, security="starttls"))
-    assert poller.poll_once(Store(tmp_path / "p.db")) == 1
+    assert poller_for(port=dovecot.imap_port, security=security).poll_once(store) == 1
 
 
-def test_a_wrong_password_is_a_clear_error_that_never_shows_a_password(dovecot, folder, tmp_path, caplog):
+def test_a_wrong_password_is_a_clear_error_that_never_shows_a_password(dovecot, folder, poller_for, store, tmp_path, caplog):
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password-93b1\n")
-    poller = ImapPoller(settings(dovecot, folder, password_file=wrong))
     with caplog.at_level(logging.DEBUG), pytest.raises(ImapUnavailable, match="login refused") as refused:
-        poller.poll_once(Store(tmp_path / "p.db"))
+        poller_for(password_file=wrong).poll_once(store)
     everything = str(refused.value) + caplog.text
     assert "not-the-password-93b1" not in everything and dovecot.password not in everything
     assert f"patchbot@127.0.0.1/{folder}" in str(refused.value)
 
 
-def test_a_certificate_we_do_not_trust_and_a_closed_port_are_clear_errors(dovecot, folder, tmp_path):
-    store = Store(tmp_path / "p.db")
+def test_an_untrusted_certificate_a_closed_port_and_a_missing_password_file_are_clear_errors(poller_for, store, tmp_path):
     with pytest.raises(ImapUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
-        ImapPoller(settings(dovecot, folder, ca_file=None)).poll_once(store)
-    with pytest.raises(ImapUnavailable, match="refused"):
-        ImapPoller(settings(dovecot, folder, port=free_port())).poll_once(store)
+        poller_for(ca_file=None).poll_once(store)
+    with pytest.raises(ImapUnavailable, match="Connection refused"):
+        poller_for(port=free_port()).poll_once(store)
+    with pytest.raises(ImapUnavailable, match=f"cannot read the password file {tmp_path / 'nowhere'}"):
+        poller_for(password_file=tmp_path / "nowhere").poll_once(store)
 
 
-def test_a_missing_folder_is_a_clear_error(dovecot, tmp_path):
+def test_a_missing_folder_is_a_clear_error(poller_for, store):
     with pytest.raises(ImapUnavailable, match="SELECT no-such-folder"):
-        ImapPoller(settings(dovecot, "no-such-folder")).poll_once(Store(tmp_path / "p.db"))
+        poller_for(folder="no-such-folder").poll_once(store)
