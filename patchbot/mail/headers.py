@@ -23,6 +23,8 @@ _MSGID = re.compile(r"<([^<>\s]+)>")
 # RFC 5322 caps a line at 998 characters; a longer id is fuzz, not an identifier.
 MAX_MSGID_LENGTH = 995
 MAX_ADDRESS_LENGTH = 254
+# Ids kept of a References header: the root and the nearest ancestors (see message_ids_in).
+MAX_THREAD_IDS = 100
 # A local part of anything but specials; a domain of host-name characters only.
 _ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[\w-]+(\.[\w-]+)*$")
 
@@ -135,15 +137,24 @@ def message_id_of(value: str | None) -> str | None:
 
 
 def message_ids_in(value: str | None) -> tuple[str, ...]:
-    """All `<id>` tokens of a References or In-Reply-To header, in header order."""
+    """The `<id>` tokens of a References or In-Reply-To header, in header order, each once;
+    of a longer list only the first (the thread's root) and the last MAX_THREAD_IDS - 1.
+
+    Thread lookup only needs the nearest ancestors (a mail's own parents are at the end of
+    References) and the root; a References header of 120,000 ids once stalled the scheduler
+    for a minute, and replies copy these ids into their own References. One pass, a set for
+    the duplicates: linear in the header's length."""
     if not value:
         return ()
-    ids = []
+    ids: dict[str, None] = {}
     for match in _MSGID.finditer(value.replace("\x00", "")):
         msgid = f"<{match.group(1)}>"
-        if len(msgid) <= MAX_MSGID_LENGTH and msgid.isascii() and msgid.isprintable() and msgid not in ids:
-            ids.append(msgid)
-    return tuple(ids)
+        if len(msgid) <= MAX_MSGID_LENGTH and msgid.isascii() and msgid.isprintable():
+            ids.setdefault(msgid)
+    kept = tuple(ids)
+    if len(kept) > MAX_THREAD_IDS:
+        kept = (kept[0], *kept[len(kept) - MAX_THREAD_IDS + 1:])
+    return kept
 
 
 def date_of(value: str | None) -> datetime | None:

@@ -8,6 +8,7 @@ import pytest
 
 from patchbot.mail.headers import (
     MAX_MSGID_LENGTH,
+    MAX_THREAD_IDS,
     Address,
     address_of,
     addresses_of,
@@ -193,3 +194,21 @@ def test_date_of(raw, moment):
 )
 def test_date_of_unusable(raw):
     assert date_of(raw) is None
+
+
+def test_a_long_references_keeps_its_root_and_nearest_ancestors():
+    # 120,000 ids once stalled the scheduler: only the root and the last 99 are kept, in order.
+    ids = [f"<ref.{number}@example.org>" for number in range(120_000)]
+    kept = message_ids_in(" ".join(ids))
+    assert len(kept) == MAX_THREAD_IDS == 100
+    assert kept == (ids[0], *ids[-99:])
+
+
+def test_a_long_references_of_repeats_keeps_each_id_once():
+    kept = message_ids_in("<a@b> " * 50_000 + "<c@d> <a@b>")
+    assert kept == ("<a@b>", "<c@d>")
+
+
+def test_a_short_references_is_kept_whole():
+    ids = [f"<ref.{number}@example.org>" for number in range(MAX_THREAD_IDS)]
+    assert message_ids_in("\n ".join(ids)) == tuple(ids)
