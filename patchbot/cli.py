@@ -132,9 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(run=cmd_run)
 
     log_parser = commands.add_parser("log", parents=[shared], help="print the whole output of a test run's suites",
-                                     description="Print the logs of test run RUN_ID (replies name it).")
+                                     description="Print the logs of test run RUN_ID (replies name it). A log is "
+                                     "written by the tests of a patch: terminal escape sequences in it are dropped and "
+                                     "other control characters shown escaped (\\x1b), on a terminal or not.")
     log_parser.add_argument("run_id", type=int, metavar="RUN_ID")
     log_parser.add_argument("suite", nargs="?", metavar="SUITE", help="only this suite")
+    log_parser.add_argument("--raw", action="store_true",
+                            help="write the logs' bytes unchanged and without headers, for a file "
+                            "(patchbot log 42 python --raw > python.log); never to a terminal")
     log_parser.set_defaults(run=cmd_log)
 
     demo_parser = commands.add_parser(
@@ -294,8 +299,15 @@ def cmd_log(args: argparse.Namespace) -> int:
     suites = [suite for suite in run.summary["suites"] if args.suite in (None, suite["name"])]
     if not suites:
         raise NotFound(f"test run {args.run_id} has no suite {args.suite}")
+    if args.raw and sys.stdout.isatty():
+        log.error("log --raw writes a log's control characters unchanged: redirect it to a file or a pipe")
+        return EXIT_USAGE
     for suite in suites:
         path = Path(suite["log"]) if suite["log"] else None
+        if args.raw:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(path.read_bytes() if path and path.is_file() else b"")
+            continue
         text = path.read_text(errors="replace") if path and path.is_file() else "(the log is gone: the work folder was cleaned)\n"
         sys.stdout.write(log_text(args.run_id, suite, text))
     return EXIT_OK

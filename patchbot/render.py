@@ -5,7 +5,15 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from patchbot.safe_text import printable
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def _shown(value):
+    """Every value a template shows passes here: whatever a caller forgot to clean, no terminal
+    escape sequence or control character reaches a reply, a terminal or a page (issue 11 item 8)."""
+    return printable(value) if isinstance(value, str) else value
 
 
 @cache
@@ -19,6 +27,7 @@ def _environment():
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_shown,
     )
 
 

@@ -2,6 +2,21 @@
 
 Deciding the words happens here, filling them in happens in templates/reply/: the template
 gets ready-made strings and lists, never the raw run.
+
+Test names, failure texts and machine details are the patch's or the machine's words, not ours
+(issue 11 item 8 and 11): names are one line (`safe_text.one_line`), excerpts are indented, so
+that no line at column 0 comes from anywhere but the template, and stripped of the machine's
+paths and process ids (`safe_text.without_machine_details`); a suite that could not run says
+so in a fixed phrase (its detail is the operator's: `patchbot series show`, `status`). Sizes
+are capped so that 3,001 failing tests no longer make a 4.6 MB mail:
+
+- an excerpt: EXCERPT_LINES lines of at most EXCERPT_WIDTH characters, EXCERPT_BYTES in all;
+- MAX_EXCERPTS failures are shown with an excerpt, the names of MAX_MORE_NAMES more are listed,
+  then only their number ("N more new failures ... see the full log");
+- a list of names in one line (fixed, still failing ...): MAX_NAMES_IN_LINE, then "and N more";
+- conflicting files: MAX_CONFLICTS; a name or path: NAME_WIDTH characters;
+- the whole body: MAX_REPLY_BYTES; over it (only a config with very many suites gets there),
+  excerpts are dropped one by one, and as a last resort the body is cut with a note.
 """
 
 from __future__ import annotations
@@ -13,11 +28,23 @@ from email.utils import formataddr
 from patchbot.config import Config
 from patchbot.mail.headers import address_of, message_ids_in
 from patchbot.render import render
+from patchbot.safe_text import CUT_MARK, capped_lines, one_line, without_machine_details
 from patchbot.store import SeriesRecord, StoredTestRun, Store
 from patchbot.testreports import FAILING
 
 EXCERPT_LINES = 20
 EXCERPT_WIDTH = 200
+EXCERPT_BYTES = 4 * 1024
+MAX_EXCERPTS = 10
+MAX_MORE_NAMES = 30
+MAX_NAMES_IN_LINE = 10
+MAX_CONFLICTS = 20
+NAME_WIDTH = 200
+MAX_REPLY_BYTES = 64 * 1024
+APPLY_DETAIL_LINES = 12
+# What a reply says of a suite the machine could not run; the reason itself (a sandbox error
+# naming cgroup paths and process ids) is the operator's.
+COULD_NOT_RUN = "could not run; the reason is in the operator's log"
 _REPLY_PREFIX = re.compile(r"^\s*re:", re.IGNORECASE)
 
 
@@ -64,13 +91,29 @@ def reply_subject(original: str) -> str:
 
 def result_reply(store: Store, config: Config, series: SeriesRecord, run: StoredTestRun, request: int) -> Reply:
     """The one reply for a test run of a series version (`request` counts retests)."""
-    return series_reply(store, config, series, request, render("reply/series-result.txt", **result_context(config, series, run)))
+    body = result_body(config, series, run)
+    return series_reply(store, config, series, request, body)
+
+
+def result_body(config: Config, series: SeriesRecord, run: StoredTestRun, **extra) -> str:
+    """The result reply's text, at most MAX_REPLY_BYTES of it."""
+    values = {**result_context(config, series, run), **extra}
+    body = render("reply/series-result.txt", **values)
+    while len(body.encode()) > MAX_REPLY_BYTES and values["excerpts"]:
+        dropped = values["excerpts"].pop()
+        more = values["more_failures"] or {"count": 0, "names": []}
+        values["more_failures"] = {"count": more["count"] + 1, "names": [dropped["name"], *more["names"]][:MAX_MORE_NAMES]}
+        body = render("reply/series-result.txt", **values)
+    if len(body.encode()) > MAX_REPLY_BYTES:
+        body = body.encode()[: MAX_REPLY_BYTES - 200].decode("utf-8", "ignore").rsplit("\n", 1)[0]
+        body += "\n" + render("reply/cut-short.txt", limit=MAX_REPLY_BYTES)
+    return body
 
 
 def superseded_reply(store: Store, config: Config, series: SeriesRecord, newer: SeriesRecord | None, request: int) -> Reply:
     """In place of the result of a version a newer one replaced before it was tested."""
     body = render("reply/series-superseded.txt", version=series.version,
-                  newer=f"v{newer.version} ({newer.title})" if newer else "a newer version")
+                  newer=f"v{newer.version} ({one_line(newer.title, NAME_WIDTH)})" if newer else "a newer version")
     return series_reply(store, config, series, request, body)
 
 
@@ -103,17 +146,21 @@ def result_context(config: Config, series: SeriesRecord, run: StoredTestRun) -> 
     """Every value the result template shows, as ready-made text."""
     summary = run.summary
     ref = summary["base_ref"] if summary["base_ref"] != summary["base"] else summary["base"][:12]
-    base = f"{ref} ({summary['base'][:7]}; {summary['base_reason']})"
+    base = one_line(f"{ref} ({summary['base'][:7]}; {summary['base_reason']})", NAME_WIDTH)
     suites = summary["suites"]
+    excerpts, more_failures = _excerpts(run, summary)
+    conflicts = summary["conflicts"]
     return {
         "headline": _headline(series, summary, base),
         "base_note": _base_note(summary),
         "suite_lines": [_suite_line(suite) for suite in suites],
-        "left_out": [f"{item['suite']}: {item['reason']}" for item in summary["left_out"]],
+        "left_out": [one_line(f"{item['suite']}: {item['reason']}", NAME_WIDTH) for item in summary["left_out"]],
         "since_previous": _since_previous(series, suites),
-        "excerpts": _excerpts(run, summary),
-        "conflicts": [_conflict_line(conflict) for conflict in summary["conflicts"]],
-        "apply_detail": _indent(_git_words(summary["apply_detail"]), limit=12) if not summary["applied"] else "",
+        "excerpts": excerpts,
+        "more_failures": more_failures,
+        "conflicts": [_conflict_line(conflict) for conflict in conflicts[:MAX_CONFLICTS]],
+        "more_conflicts": max(0, len(conflicts) - MAX_CONFLICTS),
+        "apply_detail": _apply_detail(summary["apply_detail"]) if not summary["applied"] else "",
         "log_hint": _log_hint(config, run, suites),
         "reproduce": _reproduce(summary),
     }
@@ -142,7 +189,8 @@ def _headline(series: SeriesRecord, summary: dict, base: str) -> str:
     if not parts:
         if old:
             verb = "fails" if old == 1 else "fail"
-            return f"{start}: no new failures; {_count(old, 'test')} that already {verb} on {summary['base_ref']} {verb} here too."
+            return (f"{start}: no new failures; {_count(old, 'test')} that already {verb} on "
+                    f"{one_line(summary['base_ref'], NAME_WIDTH)} {verb} here too.")
         return f"{start}: every suite passed."
     return f"{start}: " + "; ".join(parts) + "."
 
@@ -151,17 +199,17 @@ def _base_note(summary: dict) -> str:
     behind = summary["base_behind_tip"]
     if not behind:
         return ""
-    return (f"Note: this base is {_count(behind, 'commit')} behind {summary['base_branch']}; "
-            f"\"patchbot: test {summary['base_branch']}\" tests on its tip.")
+    branch = one_line(summary["base_branch"], NAME_WIDTH)
+    return f"Note: this base is {_count(behind, 'commit')} behind {branch}; \"patchbot: test {branch}\" tests on its tip."
 
 
 def _suite_line(suite: dict) -> str:
     status = {"pass": "PASS", "fail": "FAIL", "timeout": "TIMEOUT", "infra-error": "ERROR", "skipped": "SKIP"}[suite["status"]]
     total = suite["passed"] + suite["failed"]
     if suite["status"] == "timeout":
-        what = suite["detail"] or "killed at its time limit"
+        what = _machine_words(suite["detail"]) or "killed at its time limit"
     elif suite["status"] == "infra-error":
-        what = f"could not run: {suite['detail']}"
+        what = COULD_NOT_RUN
     elif suite["new_failures"]:
         what = f"{_count(len(suite['new_failures']), 'new failure')} of {total}"
     else:
@@ -183,31 +231,46 @@ def _since_previous(series: SeriesRecord, suites: list[dict]) -> str:
         return ""
     parts = []
     if fixed:
-        parts.append("fixes " + ", ".join(_short(test) for test in fixed))
+        parts.append("fixes " + _names(fixed))
     if still:
-        parts.append("still failing " + ", ".join(_short(test) for test in still))
+        parts.append("still failing " + _names(still))
     if new:
-        parts.append("new failure " + ", ".join(_short(test) for test in new))
+        parts.append("new failure " + _names(new))
     return f"Compared with the previous version: {'; '.join(parts)}."
 
 
-def _excerpts(run: StoredTestRun, summary: dict) -> list[dict]:
+def _names(tests: list[str]) -> str:
+    shown = ", ".join(_short(test) for test in tests[:MAX_NAMES_IN_LINE])
+    return shown if len(tests) <= MAX_NAMES_IN_LINE else f"{shown} and {len(tests) - MAX_NAMES_IN_LINE} more"
+
+
+def _excerpts(run: StoredTestRun, summary: dict) -> tuple[list[dict], dict | None]:
+    """The first MAX_EXCERPTS new failures with an excerpt each, and what is left: its number and
+    the first MAX_MORE_NAMES names (None when nothing is left)."""
     results = {result.suite: result for result in run.tip}
-    excerpts = []
+    base_ref = one_line(summary["base_ref"], NAME_WIDTH)
+    excerpts, left = [], []
     for suite in summary["suites"]:
         result = results.get(suite["name"])
-        cases = {case.name: case for case in result.report.cases} if result and result.report else {}
+        cases = None
         for test in suite["new_failures"]:
+            name = f"{suite['name']}: {_short(test)}"
+            if len(excerpts) == MAX_EXCERPTS:
+                left.append(name)
+                continue
+            if cases is None:
+                cases = {case.name: case for case in result.report.cases} if result and result.report else {}
             case = cases.get(test)
             if case is not None and case.outcome in FAILING:
                 text = failure_excerpt(case.detail or case.message)
             else:
                 text = suite["detail"] or "the suite failed without a per-test report; see the full log"
             on_base = suite.get("new_failures_on_base", {}).get(test, "unknown")
-            note = {"passed": f"passes on {summary['base_ref']}", "absent": f"not on {summary['base_ref']}",
-                    "skipped": f"skipped on {summary['base_ref']}"}.get(on_base, f"{summary['base_ref']} could not be compared")
-            excerpts.append({"title": f"{suite['name']}: {_short(test)} (new; {note})", "text": _indent(text)})
-    return excerpts
+            note = {"passed": f"passes on {base_ref}", "absent": f"not on {base_ref}",
+                    "skipped": f"skipped on {base_ref}"}.get(on_base, f"{base_ref} could not be compared")
+            excerpts.append({"name": name, "title": f"{name} (new; {note})", "text": _indent(without_machine_details(text))})
+    more = {"count": len(left), "names": left[:MAX_MORE_NAMES]} if left else None
+    return excerpts, more
 
 
 def failure_excerpt(detail: str) -> str:
@@ -232,8 +295,12 @@ def _git_words(detail: str) -> str:
                      not line.startswith(("If you prefer", "To restore", "When you have", "Patch failed at", "hint:")))
 
 
+def _apply_detail(detail: str) -> str:
+    return _indent(without_machine_details(_git_words(detail)), limit=APPLY_DETAIL_LINES)
+
+
 def _conflict_line(conflict: dict) -> str:
-    return f"{conflict['path']}" + (f", the hunk at line {conflict['line']}" if conflict["line"] else "")
+    return one_line(conflict["path"], NAME_WIDTH) + (f", the hunk at line {conflict['line']}" if conflict["line"] else "")
 
 
 def _log_hint(config: Config, run: StoredTestRun, suites: list[dict]) -> str:
@@ -255,11 +322,17 @@ def _reproduce(summary: dict) -> list[str]:
     if not failing:
         return []
     return [f"git checkout {summary['base'][:12]}", "git am -3 < the-series.mbox",
-            *(suite["command"] for suite in failing)]
+            *(one_line(suite["command"]) for suite in failing)]
 
 
 def _short(test: str) -> str:
-    return test.rsplit("::", 1)[-1] if "::" in test else test
+    """A test's name without its module, as one line of at most NAME_WIDTH characters."""
+    return one_line(test.rsplit("::", 1)[-1] if "::" in test else test, NAME_WIDTH)
+
+
+def _machine_words(detail: str) -> str:
+    """A detail from the machine (a time limit, an exit code), one line, without its paths and pids."""
+    return one_line(without_machine_details(detail), EXCERPT_WIDTH)
 
 
 def _count(number: int, noun: str) -> str:
@@ -267,7 +340,14 @@ def _count(number: int, noun: str) -> str:
 
 
 def _indent(text: str, limit: int = EXCERPT_LINES) -> str:
-    return "\n".join("    " + line for line in text.splitlines()[-limit:])
+    """Text as excerpt lines: indented, so that none can pose as a line of ours (a command, a
+    signature, a verdict), made printable, at most `limit` lines (its last) and EXCERPT_BYTES."""
+    if not text.strip():
+        return ""
+    lines = text.split("\n")
+    if len(lines) > limit:
+        lines = [CUT_MARK, *lines[-limit:]]
+    return "\n".join("    " + line for line in capped_lines("\n".join(lines), limit + 1, EXCERPT_WIDTH, EXCERPT_BYTES))
 
 
 def sender_address(config: Config) -> str:

@@ -1,4 +1,10 @@
-"""Present stored series and mails on the command line, as JSON objects or as text."""
+"""Present stored series and mails on the command line, as JSON objects or as text.
+
+Subjects, names and test output were written by mail senders and by tests: in text for a
+terminal, one-line values go through `safe_text.one_line` and logs through `safe_text.printable`,
+so that no escape sequence (OSC 52 writing the clipboard, clearing the screen) reaches the
+operator's terminal and no value makes lines of its own. JSON is escaped by the encoder.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from dataclasses import asdict
 
 from patchbot.intake import IngestSummary
 from patchbot.render import render
+from patchbot.safe_text import one_line, printable
 from patchbot.store import MailRecord, SeriesRecord
 
 
@@ -76,8 +83,8 @@ def series_list_text(all_series: list[SeriesRecord]) -> str:
             "version": f"v{series.version}",
             "received": received_text(series),
             "state": series_state(series),
-            "author": series.author,
-            "title": series.title,
+            "author": one_line(series.author),
+            "title": one_line(series.title),
         }
         for series in all_series
     ]
@@ -86,22 +93,27 @@ def series_list_text(all_series: list[SeriesRecord]) -> str:
 
 def series_text(series: SeriesRecord) -> str:
     patches = [
-        {"number": f"{slot.number}/{series.total or '?'}", "subject": slot.subject,
-         "message_id": slot.message_id, "note": " (from the previous version)" if slot.inherited else ""}
+        {"number": f"{slot.number}/{series.total or '?'}", "subject": one_line(slot.subject),
+         "message_id": one_line(slot.message_id), "note": " (from the previous version)" if slot.inherited else ""}
         for slot in series.patches
     ]
     missing = [] if series.total is None else [n for n in range(1, series.total + 1) if n not in series.received]
     return render(
         "cli/series-show.txt",
-        id=series.id, title=series.title, version=series.version, author=f"{series.author_name} <{series.author}>",
+        id=series.id, title=one_line(series.title), version=series.version,
+        author=one_line(f"{series.author_name} <{series.author}>"),
         date=series.date.isoformat(), state=series_state(series), received=received_text(series),
-        missing=", ".join(str(n) for n in missing), cover=series.cover_message_id or "none",
+        missing=", ".join(str(n) for n in missing), cover=one_line(series.cover_message_id or "none"),
         supersedes=series.supersedes_id, patches=patches,
     )
 
 
 def mail_text(mail: MailRecord) -> str:
-    return render("cli/message-show.txt", mail=mail_object(mail))
+    shown = {key: one_line(value) if isinstance(value, str) else value for key, value in mail_object(mail).items()}
+    shown["files"] = [{**change, "path": one_line(change["path"]), "old_path": one_line(change["old_path"] or "")}
+                      for change in shown["files"]]
+    shown["trailers"] = [{key: one_line(value) for key, value in trailer.items()} for trailer in shown["trailers"]]
+    return render("cli/message-show.txt", mail=shown)
 
 
 def ingest_summary_text(summary: IngestSummary) -> str:
@@ -117,8 +129,13 @@ def ingest_summary_text(summary: IngestSummary) -> str:
 
 
 def test_run_text(summary: dict) -> str:
-    """A stored or fresh test run (the `patchbot test --json` object) as text."""
-    return render("cli/test-run.txt", run=summary)
+    """A stored or fresh test run (the `patchbot test --json` object) as text; test names from the
+    report are one line each."""
+    suites = [{**suite, **{key: [one_line(test) for test in suite[key]] for key in ("new_failures", "preexisting_failures")},
+               "detail": one_line(suite["detail"])} for suite in summary["suites"]]
+    conflicts = [{**conflict, "path": one_line(conflict["path"])} for conflict in summary["conflicts"]]
+    return render("cli/test-run.txt", run={**summary, "suites": suites, "conflicts": conflicts,
+                                           "failed_subject": one_line(summary.get("failed_subject") or "")})
 
 
 def run_summary_text(counts: dict[str, int]) -> str:
@@ -126,5 +143,5 @@ def run_summary_text(counts: dict[str, int]) -> str:
 
 
 def log_text(run_id: int, suite: dict, text: str) -> str:
-    return render("cli/suite-log.txt", run_id=run_id, suite_name=suite["name"], command=suite["command"],
-                  status=suite["status"], text=text)
+    return render("cli/suite-log.txt", run_id=run_id, suite_name=one_line(suite["name"]),
+                  command=one_line(suite["command"]), status=suite["status"], text=printable(text))

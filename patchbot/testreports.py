@@ -2,23 +2,42 @@
 
 Reports are written by code from a patch, inside the sandbox: they are untrusted input. A
 report that cannot be read raises `ReportError`, and the caller marks the suite as a failure
-of the machinery rather than of the patch. Sizes are capped so that a hostile report costs
-bounded memory: no DTDs (so no entity expansion), at most `MAX_CASES` cases, capped fields.
+of the machinery rather than of the patch. A hostile report costs bounded memory and cannot
+put text anywhere it is shown (issue 11 item 8: a 64 MB JUnit file of tiny elements cost the
+bot 1.6 GB; names with `&#10;` wrote lines of their own into a reply):
+
+- JUnit is read as a stream (expat fed 64 KiB at a time, each case dropped once read), never
+  as a tree; at most MAX_REPORT_BYTES are read and elements nest at most MAX_DEPTH deep;
+- no DTD at all: entity declarations are how XML bombs (billion laughs, which expat would
+  expand) and external reads work, and JUnit writers never emit one;
+- counts stay exact, details are capped: names and messages are one line (`safe_text.one_line`)
+  of at most MAX_NAME_CHARS / MAX_MESSAGE_CHARS, a failure's text keeps its last
+  MAX_DETAIL_CHARS, and only the first MAX_DETAILED_FAILURES failing cases keep their text;
+- more than MAX_CASES cases is refused (with their exact number): the names are what base and
+  tip are compared by, and a report cut short could hide a failure.
 """
 
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import BinaryIO
+from xml.parsers import expat
+
+from patchbot.safe_text import one_line, printable
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 MAX_CASES = 100_000
+MAX_DEPTH = 64
 MAX_NAME_CHARS = 1_000
 MAX_MESSAGE_CHARS = 1_000
 MAX_DETAIL_CHARS = 4_000
+MAX_DETAIL_LINES = 200  # of TAP diagnostics after one failing test
+MAX_DETAILED_FAILURES = 1_000  # failing cases past these keep their one-line message only
+_CHUNK_BYTES = 64 * 1024
 
 
 class Outcome(Enum):
@@ -41,10 +60,10 @@ class TestCase:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    name: str  # JUnit "classname::name", TAP the description or "test N"; repeats get " #2"
+    name: str  # JUnit "classname::name", TAP the description or "test N"; repeats get " #2"; one line
     outcome: Outcome
     message: str  # one line: why it failed or was skipped; '' when passed
-    detail: str  # the failure text (traceback, assertion, diagnostics), its last MAX_DETAIL_CHARS
+    detail: str  # the failure text (traceback, assertion, diagnostics), its last MAX_DETAIL_CHARS, printable
 
 
 @dataclass(frozen=True)
@@ -81,27 +100,42 @@ class ReportError(Exception):
 
 # -- shared by both formats ------------------------------------------------------------------
 
+_FIRST_TEXT_LINE = re.compile(r"\S[^\n]*")
+
 
 def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:MAX_MESSAGE_CHARS]
+    """The first line with text, made one safe line."""
+    found = _FIRST_TEXT_LINE.search(text[: MAX_MESSAGE_CHARS * 4])
+    return one_line(found.group(), MAX_MESSAGE_CHARS) if found else ""
 
 
-def _cap_detail(text: str) -> str:
-    """Keep the end of a long failure text: tracebacks and diagnostics end with the cause."""
-    text = text.strip("\n")
-    if len(text) <= MAX_DETAIL_CHARS:
-        return text
-    return f"[... {len(text) - MAX_DETAIL_CHARS} characters cut]\n" + text[-MAX_DETAIL_CHARS:]
+def _name(text: str) -> str:
+    return one_line(text, MAX_NAME_CHARS)
+
+
+def _cap_detail(text: str, cut: int = 0) -> str:
+    """Keep the end of a long failure text: tracebacks and diagnostics end with the cause.
+    `cut` counts characters already dropped from its start."""
+    text = printable(text.strip("\n"))
+    if len(text) > MAX_DETAIL_CHARS:
+        cut, text = cut + len(text) - MAX_DETAIL_CHARS, text[-MAX_DETAIL_CHARS:]
+    return f"[... {cut} characters cut]\n{text}" if cut else text
 
 
 def _build_report(cases: list[TestCase]) -> TestReport:
-    """Give repeated names a " #2", " #3" suffix so that every name identifies one case."""
+    """Give repeated names a " #2", " #3" suffix so that every name identifies one case, and
+    drop the text of failures past the first MAX_DETAILED_FAILURES."""
     seen: dict[str, int] = {}
     unique = []
+    failures = 0
     for case in cases:
         seen[case.name] = seen.get(case.name, 0) + 1
         if seen[case.name] > 1:
             case = TestCase(f"{case.name} #{seen[case.name]}", case.outcome, case.message, case.detail)
+        if case.outcome in FAILING:
+            failures += 1
+            if failures > MAX_DETAILED_FAILURES and case.detail:
+                case = TestCase(case.name, case.outcome, case.message, "")
         unique.append(case)
     return TestReport(tuple(unique))
 
@@ -110,7 +144,7 @@ def report_from_cases(cases: Sequence[tuple[str, Outcome, str]]) -> TestReport:
     """A report that arrives as data (GitLab's test report API): (name, outcome, failure text)."""
     _check_case_count(len(cases))
     return _build_report([
-        TestCase(name[:MAX_NAME_CHARS], outcome, _first_line(text) if outcome in FAILING else "",
+        TestCase(_name(name), outcome, _first_line(text) if outcome in FAILING else "",
                  _cap_detail(text) if outcome in FAILING else "")
         for name, outcome, text in cases
     ])
@@ -118,73 +152,181 @@ def report_from_cases(cases: Sequence[tuple[str, Outcome, str]]) -> TestReport:
 
 def _check_case_count(count: int) -> None:
     if count > MAX_CASES:
-        raise ReportError(f"more than {MAX_CASES} test cases")
+        raise ReportError(f"{count} test cases, more than the {MAX_CASES} patchbot reads")
 
 
 # -- JUnit XML -------------------------------------------------------------------------------
 
-_DTD_DECLARATION = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
-
 # The first of these children present, in this order, decides; a case with none of them passed.
 _JUNIT_RESULT_ELEMENTS = (("error", Outcome.ERROR), ("failure", Outcome.FAIL), ("skipped", Outcome.SKIPPED))
+_RESULT_TAGS = frozenset(tag for tag, _ in _JUNIT_RESULT_ELEMENTS)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def parse_junit(data: bytes) -> TestReport:
-    """Read JUnit XML as pytest (--junitxml) and phpunit (--log-junit) write it, suites nested or not."""
-    root = _parse_untrusted_xml(data)
-    if root.tag not in ("testsuites", "testsuite"):
-        raise ReportError(f"not a JUnit report: the root element is <{root.tag[:100]}>")
-    elements = list(root.iter("testcase"))
-    _check_case_count(len(elements))
-    return _build_report([_junit_case(element) for element in elements])
+def parse_junit(source: bytes | BinaryIO) -> TestReport:
+    """Read JUnit XML as pytest (--junitxml) and phpunit (--log-junit) write it, suites nested or not.
 
-
-def _parse_untrusted_xml(data: bytes) -> ET.Element:
-    """Parse UTF-8 XML without a DTD: entity declarations are how XML bombs and external reads work."""
-    if len(data) > MAX_REPORT_BYTES:
-        raise ReportError(f"the report is larger than {MAX_REPORT_BYTES} bytes")
-    if not data.strip():
-        raise ReportError("the report is empty")
+    `source` is the report's bytes or a file open for reading in binary mode; either way it is
+    parsed as a stream, in UTF-8 whatever the document declares.
+    """
+    reader = _JunitReader()
+    parser = expat.ParserCreate(encoding="utf-8")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd  # unreachable without a DOCTYPE; kept as a second lock
+    parser.ExternalEntityRefHandler = _refuse_dtd
+    parser.StartElementHandler = reader.start
+    parser.EndElementHandler = reader.end
+    parser.CharacterDataHandler = reader.text
+    parser.buffer_text = True  # one call per run of text rather than per line
+    size, blank = 0, True
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ReportError(f"the report is not UTF-8: {error}") from None
-    # A NUL means UTF-16/32 without a BOM, which expat would decode past the check below.
-    if "\x00" in text:
-        raise ReportError("the report contains NUL bytes")
-    if _DTD_DECLARATION.search(text):
-        raise ReportError("the report declares a DTD or entities; refused")
-    parser = ET.XMLParser(encoding="utf-8")  # overrides any encoding the document declares
-    try:
-        parser.feed(data)
-        return parser.close()
-    except ET.ParseError as error:
-        raise ReportError(f"malformed XML: {error}") from None
+        for chunk in _chunks(source):
+            if size == 0 and chunk.startswith(_UTF16_BOMS):
+                raise ReportError("the report is not UTF-8: it starts with a UTF-16 byte order mark")
+            # XML never contains NUL; it means UTF-16/32, which expat would decode despite the
+            # encoding given above.
+            if b"\x00" in chunk:
+                raise ReportError("the report contains NUL bytes")
+            size += len(chunk)
+            if size > MAX_REPORT_BYTES:
+                raise ReportError(f"the report is larger than {MAX_REPORT_BYTES} bytes")
+            blank = blank and not chunk.strip()
+            if not blank:
+                parser.Parse(chunk, False)
+        if blank:
+            raise ReportError("the report is empty")
+        parser.Parse(b"", True)
+    except expat.ExpatError as error:
+        raise ReportError(f"malformed XML: {expat.ErrorString(error.code)}: line {error.lineno}, "
+                          f"column {error.offset}") from None
+    return reader.report()
 
 
-def _junit_case(element: ET.Element) -> TestCase:
-    name = _junit_name(element)
-    for tag, outcome in _JUNIT_RESULT_ELEMENTS:
-        result = element.find(tag)
-        if result is not None:
-            message = _junit_message(result, element.get("name", ""))
-            detail = _cap_detail(result.text or "") if outcome in FAILING else ""
-            return TestCase(name, outcome, message, detail)
-    return TestCase(name, Outcome.PASS, "", "")
+def _chunks(source: bytes | BinaryIO) -> Iterator[bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source)
+        for start in range(0, len(view), _CHUNK_BYTES):
+            yield bytes(view[start:start + _CHUNK_BYTES])
+        return
+    while chunk := source.read(_CHUNK_BYTES):
+        yield chunk
 
 
-def _junit_name(element: ET.Element) -> str:
-    """Name a case "classname::name"; pytest's classname is the module path ("test.python.test_rpc")."""
-    classname = element.get("classname") or element.get("class") or ""
-    name = element.get("name", "")
-    return (f"{classname}::{name}" if classname else name)[:MAX_NAME_CHARS]
+def _refuse_dtd(*_) -> None:
+    raise ReportError("the report declares a DTD or entities; refused")
 
 
-def _junit_message(result: ET.Element, test_name: str) -> str:
-    """The message attribute (pytest), else the text's first line past the test id (phpunit)."""
-    if result.get("message"):
-        return _first_line(result.get("message", ""))
-    lines = (result.text or "").strip().splitlines()
+@dataclass
+class _ResultRead:
+    """An <error>, <failure> or <skipped> element of the case being read."""
+
+    message: str  # its message attribute, one line
+    text: _TextTail
+
+
+@dataclass
+class _CaseBeingRead:
+    """A <testcase> between its start and end tags: its name and the result elements in it."""
+
+    name: str
+    short_name: str  # the name attribute alone, which phpunit repeats on a failure's first line
+    depth: int
+    results: dict[str, _ResultRead] = field(default_factory=dict)
+    open_result: _ResultRead | None = None  # the result element being read, whose text is kept
+
+    def to_case(self) -> TestCase:
+        for tag, outcome in _JUNIT_RESULT_ELEMENTS:
+            result = self.results.get(tag)
+            if result is not None:
+                message = result.message or _message_from_text(result.text.head, self.short_name)
+                detail = _cap_detail(result.text.tail(), result.text.cut) if outcome in FAILING else ""
+                return TestCase(self.name, outcome, message, detail)
+        return TestCase(self.name, Outcome.PASS, "", "")
+
+
+class _TextTail:
+    """The first and the last few thousand characters of a text arriving in pieces."""
+
+    def __init__(self) -> None:
+        self.head = ""
+        self.pieces: deque[str] = deque()
+        self.size = 0
+        self.cut = 0
+
+    def add(self, piece: str) -> None:
+        if len(self.head) < MAX_MESSAGE_CHARS * 2:
+            self.head += piece[: MAX_MESSAGE_CHARS * 2 - len(self.head)]
+        self.pieces.append(piece)
+        self.size += len(piece)
+        if self.size > 2 * MAX_DETAIL_CHARS:
+            kept = "".join(self.pieces)[-MAX_DETAIL_CHARS:]
+            self.cut += self.size - len(kept)
+            self.pieces, self.size = deque([kept]), len(kept)
+
+    def tail(self) -> str:
+        return "".join(self.pieces)
+
+
+class _JunitReader:
+    """expat's handlers: keeps one case at a time, and the finished cases."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.root: str | None = None
+        self.case: _CaseBeingRead | None = None
+        self.cases: list[TestCase] = []
+        self.count = 0
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ReportError(f"elements nested more than {MAX_DEPTH} deep")
+        if self.root is None:
+            self.root = tag
+            if tag not in ("testsuites", "testsuite"):
+                raise ReportError(f"not a JUnit report: the root element is <{one_line(tag, 100)}>")
+        if self.case is None:
+            if tag == "testcase":
+                self._start_case(attributes)
+        elif self.depth == self.case.depth + 1 and tag in _RESULT_TAGS and tag not in self.case.results:
+            result = _ResultRead(_first_line(attributes.get("message", "")), _TextTail())
+            self.case.results[tag] = self.case.open_result = result
+
+    def end(self, tag: str) -> None:
+        case = self.case
+        if case is not None:
+            if self.depth == case.depth:
+                self._end_case(case)
+            elif self.depth == case.depth + 1:
+                case.open_result = None
+        self.depth -= 1
+
+    def text(self, data: str) -> None:
+        if self.case is not None and self.case.open_result is not None:
+            self.case.open_result.text.add(data)
+
+    def report(self) -> TestReport:
+        _check_case_count(self.count)
+        return _build_report(self.cases)
+
+    def _start_case(self, attributes: dict[str, str]) -> None:
+        classname = attributes.get("classname") or attributes.get("class") or ""
+        name = attributes.get("name", "")
+        # pytest's classname is the module path ("test.python.test_rpc")
+        full = f"{classname[:MAX_NAME_CHARS]}::{name[:MAX_NAME_CHARS]}" if classname else name[:MAX_NAME_CHARS]
+        self.case = _CaseBeingRead(_name(full), name[:MAX_NAME_CHARS], self.depth)
+
+    def _end_case(self, case: _CaseBeingRead) -> None:
+        self.case = None
+        self.count += 1
+        if self.count <= MAX_CASES:  # past it, only counted: the error names the exact number
+            self.cases.append(case.to_case())
+
+
+def _message_from_text(text: str, test_name: str) -> str:
+    """The text's first line past the test id (phpunit starts a failure with "Class::test")."""
+    lines = text.strip().split("\n", 2)
     if lines and f"::{test_name}" in lines[0]:
         lines = lines[1:]
     return _first_line("\n".join(lines))
@@ -203,22 +345,29 @@ _YAML_END = re.compile(r"^\s+\.\.\.\s*$")
 
 @dataclass
 class _TapTest:
-    """A test line as read; diagnostics that follow a failure are added to `detail_lines`."""
+    """A test line as read; the last MAX_DETAIL_LINES diagnostics that follow a failure are its detail."""
 
     number: int
     name: str
     outcome: Outcome
     message: str
-    detail_lines: list[str] = field(default_factory=list)
+    detail_lines: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_DETAIL_LINES))
+    cut_lines: int = 0
+    first_diagnostic: str = ""  # its first diagnostic line, without "#" or the YAML start marker
+
+    def add_diagnostic(self, line: str) -> None:
+        if len(self.detail_lines) == MAX_DETAIL_LINES:
+            self.cut_lines += 1
+        self.detail_lines.append(line[:MAX_DETAIL_CHARS])
+        if not self.first_diagnostic:
+            text = line.lstrip("#").strip()
+            self.first_diagnostic = _first_line(text) if text != "---" else ""
 
     def to_case(self) -> TestCase:
-        detail = _cap_detail("\n".join(self.detail_lines))
-        return TestCase(self.name, self.outcome, self.message or self._diagnostic_message(), detail)
-
-    def _diagnostic_message(self) -> str:
-        """The first diagnostic line, without its "#" or the YAML start marker."""
-        lines = (line.lstrip("#").strip() for line in self.detail_lines)
-        return _first_line("\n".join(line for line in lines if line != "---"))
+        detail = "\n".join(self.detail_lines)
+        if self.cut_lines:
+            detail = f"[... {self.cut_lines} lines cut]\n{detail}"
+        return TestCase(self.name, self.outcome, self.message or self.first_diagnostic, _cap_detail(detail))
 
 
 def parse_tap(text: str) -> TestReport:
@@ -231,10 +380,20 @@ def parse_tap(text: str) -> TestReport:
     adds an ERROR case "plan".
     """
     stream = _TapStream()
-    for line in text.splitlines():
+    for line in _lines(text):
         if not stream.read(line.rstrip()):
             break
     return stream.report()
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of a long output one by one, rather than all of them in a list at once."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
 
 
 @dataclass
@@ -258,7 +417,7 @@ class _TapStream:
         elif match := _TAP_PLAN.match(line):
             self._set_plan(int(match.group(1)), match.group(2))
         elif match := _TAP_BAIL_OUT.match(line):
-            self.bail_out = match.group(1)
+            self.bail_out = one_line(match.group(1), MAX_MESSAGE_CHARS)
             return False
         elif line.startswith("#"):
             self._add_diagnostic(line)
@@ -280,19 +439,19 @@ class _TapStream:
 
     def _add_diagnostic(self, line: str) -> None:
         if self.collecting is not None:
-            self.collecting.detail_lines.append(line)
+            self.collecting.add_diagnostic(line)
 
     def _set_plan(self, plan: int, comment: str | None) -> None:
         _check_case_count(plan)
         self.plan, self.collecting = plan, None
         directive = _TAP_DIRECTIVE.match(comment or "")
         if plan == 0 and directive and directive.group(1).upper() == "SKIP":  # `1..0 # SKIP reason`
-            self.skip_all_reason = directive.group(2)
+            self.skip_all_reason = one_line(directive.group(2), MAX_MESSAGE_CHARS)
 
     def _plan_problems(self) -> list[TestCase]:
         """ERROR cases for a bail out, tests the plan announced but never ran, a wrong or absent plan."""
         if self.bail_out is not None:
-            return [TestCase("bail out", Outcome.ERROR, self.bail_out[:MAX_MESSAGE_CHARS], "")]
+            return [TestCase("bail out", Outcome.ERROR, self.bail_out, "")]
         if self.plan is None:
             return [TestCase("plan", Outcome.ERROR, "no plan: the test script stopped early", "")]
         numbers = {test.number for test in self.tests}
@@ -312,10 +471,11 @@ def _tap_test(match: re.Match[str], position: int) -> _TapTest:
     number = int(number) if number else position
     description, *directive_text = _UNESCAPED_HASH.split(rest, maxsplit=1)
     description = description.strip().removeprefix("-").strip().replace("\\#", "#")
-    name = (description or f"test {number}")[:MAX_NAME_CHARS]
+    name = _name(description[:MAX_NAME_CHARS * 2]) or f"test {number}"
     directive = _TAP_DIRECTIVE.match(directive_text[0].strip() if directive_text else "")
     if directive:
         kind, reason = directive.group(1).upper(), directive.group(2)
         if kind == "SKIP" or failed:
+            reason = one_line(reason, MAX_MESSAGE_CHARS)
             return _TapTest(number, name, Outcome.SKIPPED, f"{kind}: {reason}" if reason else kind)
     return _TapTest(number, name, Outcome.FAIL if failed else Outcome.PASS, "")
