@@ -4,6 +4,16 @@ A reply is composed and stored (store.enqueue_reply) before any attempt to send 
 marked sent only after the server accepted it. A crash in between resends it with the same
 Message-ID, so a rare repeat is recognisably the same mail. The dry-run mode appends replies
 to an mbox instead of sending them.
+
+A relay that stays down longer than the retry window ([smtp] max_attempts) leaves its replies
+held: `patchbot status` shows them, they are tried again every hour, and `patchbot outbox
+retry` tries at once. A reply the server refused for good (5xx) is failed; `outbox retry`
+can still queue it again.
+
+Addresses may be internationalised (RFC 6532, "jörg@exämple.com"). A domain behind an ASCII
+local part goes out as punycode (IDNA) and needs nothing more; a non-ASCII local part needs
+SMTPUTF8 (RFC 6531): such a reply is stored as UTF-8 and sent with SMTPUTF8 when the relay
+offers it, else without those recipients (to the list), and the log says so.
 """
 
 from __future__ import annotations
@@ -12,18 +22,19 @@ import asyncio
 import hashlib
 import logging
 import mailbox
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.parser import Parser
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime
 
 import aiosmtplib
 
 from patchbot.claims import CLAIMER, claimer_alive
 from patchbot.config import Config, SmtpConfig
-from patchbot.mail.headers import address_of
+from patchbot.mail.headers import Address, address_of, addresses_of, formatted_address
 from patchbot.report import Reply
 from patchbot.store import OutboxItem, Store
 
@@ -32,6 +43,8 @@ log = logging.getLogger(__name__)
 # How long a whole delivery (connect, TLS, login, data) may take: aiosmtplib's timeout is per step.
 SEND_DEADLINE_S = 300
 MAX_BACKOFF_S = 6 * 3600
+# Past the retry window a reply is held, and tried again this often until the relay takes it.
+HELD_RETRY_S = 3600
 # Longer than any delivery may take; a claim of a sender that died on this host lapses at once.
 CLAIM_LEASE = timedelta(seconds=2 * SEND_DEADLINE_S)
 
@@ -45,8 +58,26 @@ class Delivery:
 @dataclass(frozen=True)
 class SendOutcome:
     key: str
-    result: str  # Delivery.*
+    result: str  # Delivery.* (a reply held past the retry window is a RETRY)
     detail: str = ""
+    note: str | None = None  # kept with a sent reply: who did not get it, and why
+
+
+def wire_address(addr: str) -> str:
+    """How an address travels. An internationalised domain behind an ASCII local part goes as
+    punycode (IDNA), which any relay takes; a non-ASCII local part stays as it is: only
+    SMTPUTF8 carries it (there is no ASCII form of "jörg")."""
+    local, _, domain = addr.rpartition("@")
+    if local.isascii() and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # not a valid IDNA name: only SMTPUTF8 can carry it
+    return f"{local}@{domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    return not address.isascii()
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -59,14 +90,28 @@ def _clean(value: str) -> str:
     return " ".join(value.replace("\r", " ").replace("\n", " ").split())
 
 
+def _people(values) -> list[Address]:
+    """The usable addresses of header values, in wire form (see wire_address)."""
+    return [Address(found.name, wire_address(found.addr)) for value in values for found in addresses_of(_clean(value))]
+
+
+def _header(people: list[Address]) -> str:
+    return ", ".join(formatted_address(person.name, person.addr) for person in people)
+
+
 def compose(reply: Reply, config: Config, now: datetime | None = None) -> tuple[str, bytes]:
-    """The reply as mail bytes, with its Message-ID."""
-    message = EmailMessage(policy=SMTP)
+    """The reply as mail bytes, with its Message-ID.
+
+    Display names are RFC 2047-encoded; when an address has a non-ASCII local part the whole
+    mail is UTF-8 (RFC 6532), to be sent with SMTPUTF8 (or without that address, see _transaction)."""
+    sender, to, cc = _people([config.mail.sender]), _people(reply.to), _people(reply.cc)
+    utf8 = any(needs_smtputf8(person.addr) for person in (*sender, *to, *cc))
+    message = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
     message_id = message_id_for(reply.key, config.mail.message_id_domain)
-    message["From"] = _clean(config.mail.sender)
-    message["To"] = ", ".join(_clean(address) for address in reply.to)
-    if reply.cc:
-        message["Cc"] = ", ".join(_clean(address) for address in reply.cc)
+    message["From"] = _header(sender) if sender else _clean(config.mail.sender)
+    message["To"] = _header(to)
+    if cc:
+        message["Cc"] = _header(cc)
     message["Subject"] = _clean(reply.subject)
     message["Date"] = format_datetime(now or datetime.now(timezone.utc))
     message["Message-ID"] = message_id
@@ -82,10 +127,34 @@ def compose(reply: Reply, config: Config, now: datetime | None = None) -> tuple[
 def enqueue(store: Store, config: Config, reply: Reply) -> bool:
     """Store a reply for sending; False when this reply (by key) exists already."""
     message_id, data = compose(reply, config)
-    sender = address_of(config.mail.sender).addr
-    recipients = [found.addr for address in (*reply.to, *reply.cc) if (found := address_of(address))]
+    sender = wire_address(address_of(config.mail.sender).addr)
+    recipients = [person.addr for person in _people((*reply.to, *reply.cc))]
     with store.transaction():
         return store.enqueue_reply(reply.key, reply.series_id, message_id, sender, list(dict.fromkeys(recipients)), data)
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What `patchbot outbox retry` did with the replies it was given."""
+
+    queued: tuple[int, ...]
+    sent: tuple[int, ...] = ()  # named, but sent already: a reply is never sent twice
+    unknown: tuple[int, ...] = ()  # no such reply
+    waiting: tuple[int, ...] = ()  # named, but queued already (pending)
+
+
+def requeue(store: Store, item_ids: Sequence[int] | None = None) -> Requeued:
+    """Queue held and failed replies (these, or every one) to be sent now, with a fresh window."""
+    queued = store.requeue_replies(item_ids)
+    if item_ids is None:
+        return Requeued(tuple(queued))
+    found = {item_id: store.reply(item_id) for item_id in item_ids if item_id not in queued}
+    return Requeued(
+        tuple(queued),
+        sent=tuple(item_id for item_id, item in found.items() if item and item.status == "sent"),
+        unknown=tuple(item_id for item_id, item in found.items() if item is None),
+        waiting=tuple(item_id for item_id, item in found.items() if item and item.status == "pending"),
+    )
 
 
 def send_due(store: Store, config: Config, now: datetime | None = None) -> list[SendOutcome]:
@@ -152,9 +221,25 @@ async def _deliver(smtp: SmtpConfig, password: str | None, item: OutboxItem,
 
 async def _transaction(client: aiosmtplib.SMTP, item: OutboxItem) -> SendOutcome:
     """Connect (TLS, login) and send; what came of it, the server's trouble included."""
+    note = None
     try:
         await client.connect()
-        refused, response = await client.sendmail(item.sender, list(item.recipients), item.data)
+        sender, recipients, data, options = item.sender, list(item.recipients), item.data, []
+        if any(map(needs_smtputf8, (sender, *recipients))):
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            if client.supports_extension("smtputf8"):
+                options = ["SMTPUTF8"]
+            else:
+                dropped = [address for address in recipients if needs_smtputf8(address)]
+                recipients = [address for address in recipients if not needs_smtputf8(address)]
+                if needs_smtputf8(sender) or not recipients:
+                    return SendOutcome(item.key, Delivery.FAILED, "the relay does not offer SMTPUTF8, which "
+                                       + ", ".join(dropped or [sender]) + " needs")
+                note = f"not sent to {', '.join(dropped)}: the relay does not offer SMTPUTF8, which the address needs"
+                log.warning("reply %s: %s", item.key, note)
+                data = without_recipients(item.data, set(dropped))
+        refused, response = await client.sendmail(sender, recipients, data, mail_options=options)
     except aiosmtplib.SMTPRecipientsRefused as error:
         codes = [refusal.code for refusal in error.recipients]
         temporary = any(400 <= code < 500 for code in codes)
@@ -167,8 +252,25 @@ async def _transaction(client: aiosmtplib.SMTP, item: OutboxItem) -> SendOutcome
     if refused:
         # Accepted for some: sending again would repeat it to those. Note who was refused.
         detail = "; ".join(f"{address}: {code} {text}" for address, (code, text) in refused.items())
-        return SendOutcome(item.key, Delivery.SENT, f"accepted, but refused for {detail}")
-    return SendOutcome(item.key, Delivery.SENT, response)
+        note = "; ".join(filter(None, (note, f"accepted, but refused for {detail}")))
+    return SendOutcome(item.key, Delivery.SENT, note or response, note)
+
+
+def without_recipients(data: bytes, dropped: set[str]) -> bytes:
+    """A UTF-8 reply made fit for a relay without SMTPUTF8: the addresses that need it left out
+    of To and Cc, the headers encoded as RFC 2047 again. The body (and the Message-ID) stay."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    message = Parser(policy=SMTPUTF8).parsestr(head.decode("utf-8", "replace") + "\r\n\r\n", headersonly=True)
+    for name in ("To", "Cc"):
+        if name not in message:
+            continue
+        kept = [Address(found.display_name, found.addr_spec) for found in message[name].addresses
+                if found.addr_spec.lower() not in dropped]
+        if kept:
+            message.replace_header(name, _header(kept))
+        else:
+            del message[name]
+    return message.as_bytes(policy=SMTP) + body
 
 
 def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutcome) -> SendOutcome:
@@ -178,7 +280,7 @@ def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutco
     # and only a power cut in the next moment could forget it (and send the reply again).
     with store.transaction(durable=outcome.result != Delivery.SENT):
         if outcome.result == Delivery.SENT:
-            store.mark_reply_sent(item.id, outcome.detail if "refused" in outcome.detail else None)
+            store.mark_reply_sent(item.id, outcome.note)
             log.info("sent %s (%s)", item.message_id, item.key)
             return outcome
         if outcome.result == Delivery.RETRY and item.attempts + 1 < smtp.max_attempts:
@@ -186,6 +288,16 @@ def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutco
             store.mark_reply_retry(item.id, outcome.detail, datetime.now(timezone.utc) + timedelta(seconds=delay))
             log.warning("deferred %s: %s; next attempt in %.0f s", item.key, outcome.detail, delay)
             return outcome
+        if outcome.result == Delivery.RETRY:
+            # The relay has been down (or deferring) for the whole window: the reply is not given
+            # up (once it was, and nothing could send it again) but held, shown in `patchbot
+            # status`, and tried every hour until the relay takes it or the operator retries.
+            store.hold_reply(item.id, outcome.detail, datetime.now(timezone.utc) + timedelta(seconds=HELD_RETRY_S))
+            log.error("reply %d (%s) held: not taken in %d attempts (%s); tried again every %d minutes,"
+                      " or now with `patchbot outbox retry %d`", item.id, item.key, item.attempts + 1,
+                      outcome.detail, HELD_RETRY_S // 60, item.id)
+            return outcome
         store.mark_reply_failed(item.id, outcome.detail)
-        log.error("could not send %s: %s", item.key, outcome.detail)
+        log.error("could not send %s: %s (reply %d: `patchbot outbox retry %d` queues it again)",
+                  item.key, outcome.detail, item.id, item.id)
         return SendOutcome(item.key, Delivery.FAILED, outcome.detail)

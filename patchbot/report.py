@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.utils import formataddr
 
 from patchbot.config import Config
-from patchbot.mail.headers import address_of, message_ids_in
+from patchbot.mail.headers import address_of, formatted_address, message_ids_in
 from patchbot.render import render
 from patchbot.safe_text import CUT_MARK, capped_lines, one_line, without_machine_details
 from patchbot.store import SeriesRecord, StoredTestRun, Store
@@ -136,7 +135,7 @@ def series_reply(store: Store, config: Config, series: SeriesRecord, request: in
 
 def recipients(config: Config, series: SeriesRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """To the list and Cc the author, as configured; To the author when there is no list."""
-    author = formataddr((" ".join(series.author_name.split()), series.author))  # quoted where the name needs it
+    author = formatted_address(series.author_name, series.author)  # never raises on "jörg@..." (RFC 6532)
     if config.mail.list_address is None:
         return (author,), ()
     return (config.mail.list_address,), ((author,) if config.mail.cc_author else ())

@@ -806,7 +806,7 @@ class Store:
         with self.transaction():
             rows = self._db.execute(
                 f"SELECT {_OUTBOX_COLUMNS}, claimed_by, claimed_until FROM outbox"
-                " WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id", (_iso(now),),
+                " WHERE status IN ('pending', 'held') AND next_attempt_at <= ? ORDER BY id", (_iso(now),),
             ).fetchall()
             free = [row for row in rows
                     if row[-2] is None or _moment(row[-1]) < now or not claimer_alive(row[-2])]
@@ -835,6 +835,36 @@ class Store:
             " WHERE id = ?",
             (error, _iso(next_attempt_at), item_id),
         )
+
+    def hold_reply(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
+        """Past the retry window: keep the reply, tried again at `next_attempt_at` (status shows it)."""
+        self._db.execute(
+            "UPDATE outbox SET status = 'held', attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+            " claimed_by = NULL WHERE id = ?",
+            (error, _iso(next_attempt_at), item_id),
+        )
+
+    def requeue_replies(self, item_ids: Sequence[int] | None) -> list[int]:
+        """Queue held or failed replies (these, or all when None) to be sent now, with a fresh
+        retry window; returns the ids queued (a sent reply is never queued again)."""
+        now = _iso(datetime.now(timezone.utc))
+        with self.transaction():
+            rows = self._db.execute(
+                "SELECT id FROM outbox WHERE status IN ('held', 'failed')"
+                " AND (? IS NULL OR id IN (SELECT value FROM json_each(?))) ORDER BY id",
+                (None if item_ids is None else 1, json.dumps(list(item_ids or []))),
+            ).fetchall()
+            ids = [row[0] for row in rows]
+            self._db.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, claimed_by = NULL,"
+                " claimed_until = NULL WHERE id IN (SELECT value FROM json_each(?))",
+                (now, json.dumps(ids)),
+            )
+        return ids
+
+    def reply(self, item_id: int) -> OutboxItem | None:
+        row = self._db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (item_id,)).fetchone()
+        return _outbox_item(row) if row else None
 
     def mark_reply_failed(self, item_id: int, error: str) -> None:
         self._db.execute(
@@ -913,9 +943,11 @@ class OutboxItem:
     sender: str
     recipients: tuple[str, ...]
     data: bytes
-    status: str
+    status: str  # pending | held (past the retry window) | sent | failed (refused for good)
     attempts: int
     last_error: str | None
+    created_at: datetime | None = None
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -928,11 +960,13 @@ class StoredTestRun:
     tip: tuple[SuiteResult, ...]
 
 
-_OUTBOX_COLUMNS = "id, key, series_id, message_id, sender, recipients, data, status, attempts, last_error"
+_OUTBOX_COLUMNS = ("id, key, series_id, message_id, sender, recipients, data, status, attempts, last_error,"
+                   " created_at, next_attempt_at")
 
 
 def _outbox_item(row: tuple) -> OutboxItem:
-    return OutboxItem(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8], row[9])
+    return OutboxItem(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8], row[9],
+                      _moment(row[10]), _moment(row[11]))
 
 
 def _result_json(result: SuiteResult) -> dict:

@@ -13,7 +13,6 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from email.parser import BytesParser
 from email.policy import compat32
-from email.utils import formataddr
 from pathlib import Path
 
 from patchbot.commands import CommandContext, CommandOutcome, Status, all_commands
@@ -21,7 +20,7 @@ from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, authorize, dk
 from patchbot.commands.parse import CommandLine, commands_in_mail
 from patchbot.config import Config
 from patchbot.loops import reason_not_to_answer
-from patchbot.mail.headers import message_ids_in
+from patchbot.mail.headers import formatted_address, message_ids_in
 from patchbot.claims import CLAIMER, claimer_alive
 from patchbot.outbox import enqueue
 from patchbot.render import render
@@ -126,7 +125,7 @@ def command_reply(store: Store, config: Config, mail: MailRecord, body: str) -> 
     series = store.series(mail.series_id)
     head = BytesParser(policy=compat32).parsebytes(store.raw_mail(mail.id), headersonly=True)
     references = message_ids_in(head.get("References", "")) or ((mail.facts.in_reply_to,) if mail.facts.in_reply_to else ())
-    commander = formataddr((" ".join(mail.facts.sender_name.split()), mail.facts.sender))
+    commander = formatted_address(mail.facts.sender_name, mail.facts.sender)  # never raises on "jörg@..." (RFC 6532)
     if config.mail.list_address is None:
         to, cc = (commander,), ()
     else:

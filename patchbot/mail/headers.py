@@ -96,6 +96,24 @@ class Address:
         return f"{self.name} <{self.addr}>" if self.name else self.addr
 
 
+# Characters that make a display name need quotes (RFC 5322 specials).
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
+def formatted_address(name: str, addr: str) -> str:
+    """`Name <addr>` for an address header, the name quoted where it needs it.
+
+    Unlike email.utils.formataddr it never raises: a non-ASCII address (RFC 6532, "jörg@...")
+    once crashed the acknowledgement of a command, and every restart crashed on the same mail.
+    Nothing is encoded here; the outbox encodes names and decides how an address can travel."""
+    name = " ".join(name.split())
+    if not name:
+        return addr
+    if _SPECIALS.search(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{addr}>"
+
+
 def address_of(value: str | None) -> Address | None:
     """The first usable address in a From/Reply-To style header, or None."""
     if not value:

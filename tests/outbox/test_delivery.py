@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -108,18 +108,26 @@ def test_deferred_replies_are_retried_with_backoff_and_delivered_once(outbox):
     assert [(row.status, row.attempts, row.last_error) for row in store.replies()] == [("sent", 3, None)] * 5
 
 
-def test_a_reply_deferred_max_attempts_times_is_given_up(outbox):
-    handler = Handler(fail_data=1000)
+def test_a_reply_deferred_past_the_window_is_held_and_goes_out_at_its_hourly_try(outbox):
+    handler = Handler(fail_data=3)  # deferred for the whole window (three attempts), then accepted
     with smtp_server(handler) as port:
         store, config = outbox(port, retry_base=0.05, max_attempts=3)
         send_until_settled(store, config)
+        held_at = datetime.now(timezone.utc)
+        rows = store.replies()
+        # Not given up: held, to be tried again in an hour.
+        assert [(row.status, row.attempts) for row in rows] == [("held", 3)] * 5
+        assert all("451" in row.last_error for row in rows)
+        for moment in next_attempts(store).values():
+            assert 3600 - 60 <= (moment - held_at).total_seconds() <= 3600
         time.sleep(0.3)
-        assert send_due(store, config) == []
-    assert handler.messages == []
-    assert set(handler.data_attempts.values()) == {3}
-    rows = store.replies()
-    assert [(row.status, row.attempts) for row in rows] == [("failed", 3)] * 5
-    assert all("451" in row.last_error for row in rows)
+        assert send_due(store, config) == []  # well past the backoff, not yet at the hourly try
+        assert handler.messages == []
+        outcomes = send_due(store, config, now=held_at + timedelta(seconds=3601))
+        assert [outcome.result for outcome in outcomes] == [Delivery.SENT] * 5
+    assert sorted(handler.message_ids()) == sorted(row.message_id for row in store.replies())
+    assert set(handler.data_attempts.values()) == {4}
+    assert [(row.status, row.attempts) for row in store.replies()] == [("sent", 4)] * 5
 
 
 @pytest.mark.parametrize("where", ["DATA", "RCPT"])

@@ -280,7 +280,8 @@ def test_starttls_asked_of_a_server_without_it_sends_nothing_in_clear(store, tmp
     # A plain-text server (no tls_context: no STARTTLS in its EHLO) and security = "starttls":
     # aiosmtplib raises "SMTP STARTTLS extension not supported by server." before MAIL FROM, so
     # nothing goes in clear text. patchbot counts it as a temporary failure (any SMTPException
-    # that is not a response code is): deferred with backoff until max_attempts, then failed.
+    # that is not a response code is): deferred with backoff until max_attempts, then held
+    # (tried every hour, never in clear).
     caplog.set_level(logging.DEBUG)
     handler = Recorder()
     with smtp_server(handler) as port:
@@ -293,10 +294,13 @@ def test_starttls_asked_of_a_server_without_it_sends_nothing_in_clear(store, tmp
         assert (row.status, row.attempts) == ("pending", 1)
         assert "STARTTLS extension not supported" in row.last_error
         second = send_due(store, config, now=FAR_FUTURE)
-        assert send_due(store, config, now=FAR_FUTURE) == []  # given up: never tried again
+        row = row_of(store)
+        assert (row.status, row.attempts) == ("held", 2)
+        third = send_due(store, config, now=FAR_FUTURE)  # held: tried again, still not in clear
     assert "STARTTLS extension not supported" in second[0].detail
+    assert [outcome.result for outcome in third] == [Delivery.RETRY]
     row = row_of(store)
-    assert (row.status, row.attempts) == ("failed", 2)
+    assert (row.status, row.attempts) == ("held", 3)
     assert "STARTTLS extension not supported" in row.last_error
     assert handler.mail_commands == 0 and handler.messages == []  # not even MAIL FROM in clear
     log_text = _client_log(caplog)
@@ -304,11 +308,11 @@ def test_starttls_asked_of_a_server_without_it_sends_nothing_in_clear(store, tmp
     assert not any(secret in log_text + row.last_error for secret in _secret_forms())
 
 
-def test_the_outcome_of_a_reply_given_up_says_failed(store, tmp_path):
+def test_the_outcome_of_a_reply_past_the_window_says_it_waits(store, tmp_path):
     handler = Recorder()
     with smtp_server(handler) as port:  # no STARTTLS offered: a temporary failure each time
         config = config_for(port, "starttls", max_attempts=1)
         queue_reply(store, config)
         outcomes = send_due(store, config)
-    assert row_of(store).status == "failed"
-    assert [outcome.result for outcome in outcomes] == [Delivery.FAILED], outcomes
+    assert row_of(store).status == "held"
+    assert [outcome.result for outcome in outcomes] == [Delivery.RETRY], outcomes
