@@ -1,20 +1,33 @@
 """Run one untrusted command inside a bubblewrap sandbox, within limits.
 
-The command sees the host's root file system read-only, its worktree (and any extra
-writable paths) read-write, a private /tmp, no network (a loopback of its own), no
-process outside its own pid namespace, no capabilities, and exactly the environment
-it is given. Paths holding the bot's secrets are covered: folders by empty read-only ones,
-files by /dev/null on a nodev mount, which cannot even be opened.
+The sandbox's root is built from an allow-list, so that whatever nobody listed is simply
+absent: no socket, file or folder of the bot (its state, config, keys, mirrors, logs, other
+worktrees, the LMTP socket Postfix delivers to) exists inside, whatever HOME the service has
+and wherever an operator put them. The command sees:
+
+- the system, read-only: /usr and the /bin, /sbin, /lib* links or folders next to it, and
+  from /etc only what programs need to start and behave (SYSTEM_ETC); the user and group
+  databases and /etc/hosts are written for the sandbox, not copied from the host;
+- its worktree (read-write), its environment folder and the operator's `[runner] expose`
+  paths (read-only), any extra writable paths: each at the same path as outside;
+- a private /tmp (also HOME, whatever the caller asked) and /dev/shm, a minimal /dev, and a
+  /proc of its own pid namespace; no /sys, /var, /run, /srv, /home, /root, /opt;
+- no network (a loopback of its own, which also gives it its own abstract Unix socket
+  namespace), no process outside its own pid namespace, no capabilities, and exactly the
+  environment it is given.
 
 How each limit is enforced:
 
 - wall time: by this process, which SIGKILLs bwrap; bwrap's child is pid 1 of the
   sandbox's pid namespace and dies with it (--die-with-parent), and the kernel kills
   every process of a pid namespace whose pid 1 dies;
-- processes: a pids cgroup (v1, or v2 where the controller is enabled for our
-  children) holding bwrap and everything below it. RLIMIT_NPROC is no substitute:
-  the kernel never applies it to uid 0, and the command runs as uid 0 (see
-  process_limit_available());
+- processes, per sandbox, so that a fork bomb starves only its own suite: a pids cgroup
+  of its own below ours (cgroup v1, or v2 in a subtree delegated to us, as systemd's
+  Delegate= gives the service), else, for a bot that is not root, RLIMIT_NPROC set inside
+  the sandbox's own user namespace, where the kernel (5.14 and later) counts the processes
+  of that namespace alone. A limit set before bwrap starts would count every process of
+  the service user, so one suite's bomb would stop the others: that is never done, and
+  where neither way exists the sandbox refuses to run (see process_limit_available());
 - memory: RLIMIT_AS on each process (so the total is bounded only by max_processes
   times it), and a program past it sees its allocations fail (Python: MemoryError)
   rather than being killed. /tmp and /dev/shm are tmpfs, which is memory too, so
@@ -23,23 +36,34 @@ How each limit is enforced:
 - output: kept up to max_output_bytes, the rest drained and counted; past
   OUTPUT_KILL_FACTOR times the limit the command is killed, because nothing useful
   for a reply comes out of a suite that writes that much.
+
+A result's `detail` reaches public replies: it names no path or process id of the host;
+those go to the log, for the operator.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
+import logging
 import os
+import pwd
+import grp
+import re
 import resource
 import selectors
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 BWRAP = "/usr/bin/bwrap"
 
@@ -54,26 +78,48 @@ MAX_MESSAGE_BYTES = 4096
 BWRAP_PROCESSES = 2
 # Followed by the bot's pid, so that an abandoned cgroup can be told from a busy one.
 CGROUP_PREFIX = "patchbot-sandbox-"
+# In a delegated cgroup v2 subtree the service's own processes move here: v2 lets a cgroup
+# that hands controllers to its children hold no process itself.
+SERVICE_LEAF = "patchbot-service"
+# RLIMIT_NPROC has counted processes per user namespace since Linux 5.14 (ucounts).
+NAMESPACED_NPROC_KERNEL = (5, 14)
 
-# Hidden whatever the caller says. The command runs as uid 0 (without capabilities),
-# so files only root may read are readable inside, and its output is mailed to a
-# public list: homes hold the bot's configs and credentials (a worktree or venv
-# inside one stays visible, as a more specific bind wins), the rest root's secrets.
-ALWAYS_HIDDEN = (
-    Path.home(),
-    Path("/root"),
-    Path("/home"),
-    Path("/etc/shadow"),
-    Path("/etc/gshadow"),
-    Path("/etc/ssh"),
-    Path("/etc/ssl/private"),
+# The system, read-only. On merged-/usr systems the top-level ones are symlinks into /usr
+# and are recreated as such; elsewhere they are folders and bound.
+SYSTEM_DIRS = ("/usr",)
+SYSTEM_TOP_LEVEL = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# From /etc, only what programs need; the rest (gitconfig, pip.conf, ssh, ssl/private,
+# shadow, machine-id, the MTA's and services' configs) is absent. Globs; missing ones skipped.
+SYSTEM_ETC = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d",  # the dynamic linker finds libraries
+    "nsswitch.conf",  # where getpwuid() and getaddrinfo() look: the files below
+    "alternatives",  # Debian: /usr/bin/php -> /etc/alternatives/php -> /usr/bin/php8.2
+    "localtime", "timezone",  # dates in test output, PHP's date.timezone fallback
+    "protocols", "services",  # getprotobyname/getservbyname (Perl sockets, PHP streams)
+    "ssl/certs", "ssl/openssl.cnf",  # TLS clients (pip in a networked set-up step)
+    "php", "perl", "python3", "python3.*",  # the interpreters' own configs (ini, sitecustomize)
+    "mime.types", "debian_version", "os-release",  # what a few libraries ask about the system
+    "mtab",  # a symlink to ../proc/self/mounts, the sandbox's own
 )
+# Only a set-up step with network gets the host's name resolution.
+NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf", "host.conf")
+# Written for the sandbox instead of copied: the host's list users and names hosts.
+SANDBOX_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+# The sandbox's HOME: its private /tmp. Git and others read and write dotfiles here.
+SANDBOX_HOME = Path("/tmp")
+# Paths a public message may name: the sandbox's system, never the bot's folders.
+PUBLIC_PATH_PREFIXES = ("/usr/", "/bin/", "/etc/", "/dev/", "/proc/", "/tmp/")
 
-# The first thing the command's shell does is mark, on bwrap's stderr, that the
-# sandbox is up: anything bwrap printed before the mark explains a failure to start.
-# Then the command's stderr joins its stdout.
+# The first thing the command's shell does is set the process limit of its user namespace
+# (when that is how processes are limited) and mark, on bwrap's stderr, that the sandbox is
+# up: anything bwrap printed before the mark explains a failure to start. Then the
+# command's stderr joins its stdout. dash calls the limit -p, bash -u.
 STARTED_MARK = b"\0"
-START_SCRIPT = "printf '\\000' >&2; exec 2>&1; exec \"$@\""
+START_SCRIPT = (
+    'if [ -n "$1" ]; then ulimit -p "$1" 2>/dev/null || ulimit -u "$1" 2>/dev/null ||'
+    ' { echo "cannot set the process limit" >&2; exit 125; }; fi; shift; '
+    "printf '\\000' >&2; exec 2>&1; exec \"$@\""
+)
 
 # Stands in the kept output for what was left out between its head and its tail.
 OMITTED_LINE = b"\n[... output left out by patchbot ...]\n"
@@ -83,7 +129,8 @@ OMITTED_LINE = b"\n[... output left out by patchbot ...]\n"
 class Limits:
     wall_seconds: float = 600
     memory_bytes: int = 2 * 1024**3
-    # Processes and threads, the command's and its children's.
+    # Processes and threads, the command's and its children's, counted per sandbox.
+    # 0: no limit, an operator's explicit choice.
     max_processes: int = 256
     max_output_bytes: int = 10 * 1024**2
 
@@ -95,15 +142,16 @@ class SandboxSpec:
     worktree: Path
     # Inside the worktree.
     cwd: Path
-    # The complete environment inside: nothing is inherited.
+    # The complete environment inside: nothing is inherited. HOME is always the
+    # sandbox's private /tmp (or a folder in it).
     env: Mapping[str, str]
     limits: Limits
-    # Extra read-only binds, e.g. a cached venv under a home.
+    # Extra read-only binds: the environment folder, `[runner] expose` paths.
     readonly_paths: tuple[Path, ...] = ()
     # Extra writable binds, e.g. a result directory.
     writable_paths: tuple[Path, ...] = ()
-    # Covered by an empty mount inside: the bot's config, database, logs, credentials.
-    # Paths that do not exist are skipped.
+    # Nothing outside the binds above exists inside; these are covered by an empty mount
+    # where one of those binds holds them (an exposed folder that also holds a secret).
     hidden_paths: tuple[Path, ...] = ()
     # Only an environment set-up step that downloads its dependencies gets the host's
     # network; a suite never does.
@@ -135,7 +183,8 @@ class SandboxResult:
     output_truncated: bool
     output_bytes_total: int
     duration_s: float
-    # For a person: "killed after 30 s wall time", "bwrap: ...", limits not enforced.
+    # For a person, and public: "killed after 30 s wall time", "bwrap: ...". No host
+    # paths or process ids: the log has those.
     detail: str
 
 
@@ -143,7 +192,7 @@ def sandbox_available() -> str | None:
     """None if bwrap can build a sandbox here, else the reason it cannot."""
     try:
         run = subprocess.run(
-            [BWRAP, *_isolation_options(Limits()), "--", "/bin/true"],
+            [BWRAP, *_system_options(network=False), *_isolation_options(Limits()), "--", "/bin/true"],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -155,34 +204,38 @@ def sandbox_available() -> str | None:
 
 
 def process_limit_available() -> str | None:
-    """None if max_processes can be enforced here, else the reason it cannot."""
+    """None if each sandbox can get a process limit of its own here, else the reason."""
     try:
-        PidsCgroup.create(1).remove()
-    except CgroupUnavailable as error:
+        limit = ProcessLimit.create(1)
+    except ProcessLimitUnavailable as error:
         return str(error)
+    limit.release()
     return None
 
 
 def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
     if not spec.cwd.resolve().is_relative_to(spec.worktree.resolve()):
         raise ValueError(f"cwd {spec.cwd} is not inside the worktree {spec.worktree}")
-    notes: list[str] = []
-    try:
-        cgroup = PidsCgroup.create(spec.limits.max_processes + BWRAP_PROCESSES)
-    except CgroupUnavailable as error:
-        cgroup = None
-        notes.append(f"process limit not enforced: {error}")
+    spec = _with_private_home(spec)
     started_at = time.monotonic()
     try:
-        watch = _start_and_watch(spec, cgroup, started_at + spec.limits.wall_seconds)
+        limit = ProcessLimit.create(spec.limits.max_processes)
+    except ProcessLimitUnavailable as error:
+        # Running without a limit of its own would let this suite's fork bomb fail every
+        # other suite of the machine: the operator's problem, retried like any other.
+        log.error("sandbox refused: %s", error)
+        return SandboxResult(Ending.SANDBOX_ERROR, None, b"", False, 0, 0.0,
+                             "process limit not enforced: no per-suite limit is possible here")
+    try:
+        watch = _start_and_watch(spec, limit, started_at + spec.limits.wall_seconds)
     finally:
-        if cgroup:
-            try:
-                cgroup.remove()
-            except OSError as error:
-                notes.append(f"cgroup {cgroup.path} left behind: {error}")
+        limit.release()
     duration = time.monotonic() - started_at
     ending, exit_code, reason = _ending(watch, spec.limits)
+    if ending is Ending.SANDBOX_ERROR:
+        log.warning("sandbox for %s did not start: %s", spec.worktree, reason)
+        reason = _public_message(reason, spec)
+    notes: list[str] = []
     output = watch.output
     if output.truncated:
         notes.append(f"output truncated: kept {len(output.kept())} of {output.total} bytes")
@@ -190,18 +243,64 @@ def run_sandboxed(spec: SandboxSpec) -> SandboxResult:
                          duration, "; ".join([reason, *notes, *watch.problems]))
 
 
-def _start_and_watch(spec: SandboxSpec, cgroup: PidsCgroup | None, deadline: float) -> Watch:
+def _with_private_home(spec: SandboxSpec) -> SandboxSpec:
+    """The same spec with HOME in the sandbox's private /tmp.
+
+    Git, pip and test tools read and write dotfiles in HOME: a path of the bot's there
+    would make them read its configs, or leave files where the next run finds them.
+    """
+    home = spec.env.get("HOME")
+    if home is not None and Path(os.path.normpath(home)).is_relative_to(SANDBOX_HOME):
+        return spec
+    if home is not None:
+        log.warning("sandbox HOME %s replaced by %s", home, SANDBOX_HOME)
+    env = {**spec.env, "HOME": str(SANDBOX_HOME)}
+    return SandboxSpec(spec.argv, spec.worktree, spec.cwd, env, spec.limits, spec.readonly_paths,
+                       spec.writable_paths, spec.hidden_paths, spec.network)
+
+
+def _public_message(message: str, spec: SandboxSpec) -> str:
+    """bwrap's message with the host's paths named by their role, others left out."""
+    roles = [(spec.worktree, "the worktree"), (spec.cwd, "the working folder"),
+             *((path, "a read-only path") for path in spec.readonly_paths),
+             *((path, "a writable path") for path in spec.writable_paths)]
+    for path, role in sorted(roles, key=lambda pair: -len(str(pair[0]))):
+        for form in {str(path), str(path.resolve())}:
+            message = message.replace(form, role)
+
+    def redact(match: re.Match) -> str:
+        path = match.group(0)
+        public = path == BWRAP or (path + "/").startswith(PUBLIC_PATH_PREFIXES)
+        return path if public else "a host path"
+
+    return re.sub(r"/[^\s:'\"]*", redact, message)
+
+
+def _start_and_watch(spec: SandboxSpec, limit: ProcessLimit, deadline: float) -> Watch:
+    files = _sandbox_files(spec.network)
+    pipes = []
     try:
-        proc = subprocess.Popen(
-            [BWRAP, *_bwrap_options(spec), "--", "/bin/sh", "-c", START_SCRIPT,
-             "patchbot-sandbox", *spec.argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={},
-            preexec_fn=_limit_child(spec.limits, cgroup),
-        )
-    except (OSError, subprocess.SubprocessError) as error:
-        return Watch(KeptOutput(spec.limits.max_output_bytes),
-                     messages=f"cannot start {BWRAP}: {error}".encode())
+        # Small files handed over as pipes bwrap reads: each fits in a pipe's buffer.
+        for dest, text in files.items():
+            read_end, write_end = os.pipe()
+            os.write(write_end, text.encode())
+            os.close(write_end)
+            pipes.append((read_end, dest))
+        options = _bwrap_options(spec, pipes)
+        argv = [BWRAP, *options, "--", "/bin/sh", "-c", START_SCRIPT, "patchbot-sandbox",
+                limit.inside_namespace, *spec.argv]
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env={}, pass_fds=[fd for fd, _ in pipes],
+                preexec_fn=_limit_child(spec.limits, limit),
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            return Watch(KeptOutput(spec.limits.max_output_bytes),
+                         messages=f"cannot start {BWRAP}: {error}".encode())
+    finally:
+        for fd, _ in pipes:
+            os.close(fd)
     with proc:
         try:
             watch = _watch(proc, spec.limits, deadline)
@@ -214,7 +313,6 @@ def _start_and_watch(spec: SandboxSpec, cgroup: PidsCgroup | None, deadline: flo
 def _isolation_options(limits: Limits, network: bool = False) -> list[str]:
     tmpfs_size = str(limits.memory_bytes)
     return [
-        "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--size", tmpfs_size, "--tmpfs", "/dev/shm",
         "--proc", "/proc",
@@ -224,15 +322,77 @@ def _isolation_options(limits: Limits, network: bool = False) -> list[str]:
         "--ro-bind", "/proc/sys", "/proc/sys",
         "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
         "--size", tmpfs_size, "--tmpfs", "/tmp",
+        # A network namespace of its own: no route out, and abstract Unix sockets (which
+        # have no file to leave out) are per network namespace too.
         *(() if network else ("--unshare-net",)), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        # Implied for a bot that is not root (bwrap is not setuid); said so that
+        # RLIMIT_NPROC counts this sandbox's processes alone (see ProcessLimit).
+        *(("--unshare-user",) if os.geteuid() != 0 else ()),
         # As root, bwrap keeps every capability unless told otherwise.
         "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",
     ]
 
 
-def _bwrap_options(spec: SandboxSpec) -> list[str]:
-    options = [*_isolation_options(spec.limits, spec.network), *_path_options(spec),
+def _system_options(network: bool) -> list[str]:
+    """The read-only system part of the root: /usr, its top-level links, part of /etc."""
+    options = []
+    for path in SYSTEM_DIRS:
+        options += ["--ro-bind", path, path]
+    for path in SYSTEM_TOP_LEVEL:
+        options += _mirror_entry(Path(path))
+    names = [*SYSTEM_ETC, *(NETWORK_ETC if network else ())]
+    for name in names:
+        for found in sorted(glob.glob(f"/etc/{name}")):
+            options += _mirror_entry(Path(found), follow=name in NETWORK_ETC)
+    return options
+
+
+def _mirror_entry(path: Path, follow: bool = False) -> list[str]:
+    """A symlink recreated (it resolves inside the sandbox), else the file or folder bound.
+
+    With follow, a symlink's target is bound in its place: /etc/resolv.conf may point
+    into /run, which the sandbox has not.
+    """
+    if path.is_symlink() and not follow:
+        return ["--symlink", os.readlink(path), str(path)]
+    if path.exists():
+        return ["--ro-bind", str(path), str(path)]
+    return []
+
+
+def _sandbox_files(network: bool) -> dict[str, str]:
+    """Files written for the sandbox: who it runs as (HOME its /tmp), and localhost."""
+    uid, gid = os.geteuid(), os.getegid()
+    users = {0: "root", uid: _name_of(pwd.getpwuid, uid, "patchbot"), 65534: "nobody"}
+    groups = {0: "root", gid: _name_of(grp.getgrgid, gid, "patchbot"), 65534: "nogroup"}
+    files = {
+        "/etc/passwd": "".join(f"{name}:x:{user}:{gid if user == uid else user}::{SANDBOX_HOME}:/bin/sh\n"
+                               for user, name in users.items()),
+        "/etc/group": "".join(f"{name}:x:{group}:\n" for group, name in groups.items()),
+    }
+    if not network:
+        files["/etc/hosts"] = SANDBOX_HOSTS
+    return files
+
+
+def _name_of(lookup: Callable, number: int, fallback: str) -> str:
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return fallback
+
+
+def _data_options(pipes: list[tuple[int, str]]) -> list[str]:
+    options = []
+    for fd, dest in pipes:
+        options += ["--ro-bind-data", str(fd), dest]
+    return options
+
+
+def _bwrap_options(spec: SandboxSpec, data_pipes: list[tuple[int, str]]) -> list[str]:
+    options = [*_system_options(spec.network), *_data_options(data_pipes),
+               *_isolation_options(spec.limits, spec.network), *_path_options(spec),
                "--chdir", str(spec.cwd.resolve()), "--clearenv"]
     for name, value in spec.env.items():
         options += ["--setenv", name, value]
@@ -240,19 +400,23 @@ def _bwrap_options(spec: SandboxSpec) -> list[str]:
 
 
 def _path_options(spec: SandboxSpec) -> list[str]:
-    """Hide and bind paths, the most specific path last so that it wins."""
-    mounts: list[tuple[Path, str]] = []
-    for real in dict.fromkeys(path.resolve() for path in (*ALWAYS_HIDDEN, *spec.hidden_paths)):
-        if real == Path("/"):
-            continue  # the home of some system users; hiding it would hide everything
+    """Bind the caller's paths, the most specific last so that it wins, then seal the root."""
+    binds = [(path.resolve(), "ro") for path in spec.readonly_paths]
+    binds += [(path.resolve(), "rw") for path in (*spec.writable_paths, spec.worktree)]
+    mounts = list(binds)
+    for real in dict.fromkeys(path.resolve() for path in spec.hidden_paths):
+        # Elsewhere it is absent already.
+        if not any(real != bound and real.is_relative_to(bound) for bound, _ in binds):
+            continue
         if real.is_dir():
             mounts.append((real, "hidden-dir"))
         elif real.exists():
             mounts.append((real, "hidden-file"))
-    mounts += [(path.resolve(), "ro") for path in spec.readonly_paths]
-    mounts += [(path.resolve(), "rw") for path in (*spec.writable_paths, spec.worktree)]
     mounts.sort(key=lambda mount: len(mount[0].parts))
     options = []
+    if not any(path.is_relative_to("/var/tmp") for path, _ in mounts):
+        # Some tools write there when TMPDIR is not theirs to read: the private /tmp.
+        options += ["--symlink", "../tmp", "/var/tmp"]
     for path, kind in mounts:
         options += {
             "hidden-dir": ["--tmpfs", str(path)],
@@ -260,42 +424,86 @@ def _path_options(spec: SandboxSpec) -> list[str]:
             "ro": ["--ro-bind", str(path), str(path)],
             "rw": ["--bind", str(path), str(path)],
         }[kind]
-    # Only now: binds inside a hidden directory needed mount points created in it.
+    # Only now: binds inside a hidden directory needed mount points created in it, and
+    # the mount points of everything needed a writable root. The root holds nothing
+    # but mount points and symlinks, and uid 0 owns it: seal it.
     for path, kind in mounts:
         if kind == "hidden-dir":
             options += ["--remount-ro", str(path)]
-    return options
+    return [*options, "--remount-ro", "/"]
 
 
-def _limit_child(limits: Limits, cgroup: PidsCgroup | None) -> Callable[[], None]:
+def _limit_child(limits: Limits, limit: ProcessLimit) -> Callable[[], None]:
     """What the child does between fork and exec of bwrap.
 
     The limits must hold before bwrap forks the sandbox, so they cannot be set from
     here after Popen returns. Only system calls run in the child: it is forked from a
     possibly threaded process.
     """
-    procs_file = str(cgroup.path / "cgroup.procs") if cgroup else None
+    procs_file = str(limit.cgroup / "cgroup.procs") if limit.cgroup else None
     memory = limits.memory_bytes
-    processes = limits.max_processes + BWRAP_PROCESSES
+    nproc_soft, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
 
-    def limit() -> None:
+    def limit_here() -> None:
         if procs_file:
             fd = os.open(procs_file, os.O_WRONLY)
             os.write(fd, b"0")
             os.close(fd)
-        else:
-            # Counts every process of the uid and never applies to root, but it is
-            # all there is without a cgroup when the bot runs as another user.
-            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        if nproc_soft != nproc_hard:
+            # The user namespace bwrap makes takes bwrap's RLIMIT_NPROC as the bound of
+            # everything in it together: as high as the service allows, so that only the
+            # limit set inside, per sandbox, counts.
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc_hard, nproc_hard))
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         # A crashing test would otherwise write a core file of up to memory_bytes.
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    return limit
+    return limit_here
 
 
-class CgroupUnavailable(Exception):
+class ProcessLimitUnavailable(Exception):
     pass
+
+
+# The name the tests and older callers know.
+CgroupUnavailable = ProcessLimitUnavailable
+
+
+@dataclass(frozen=True)
+class ProcessLimit:
+    """How one sandbox's processes are capped: a pids cgroup of its own, or RLIMIT_NPROC
+    set inside its user namespace (then `inside_namespace` is the number, else "")."""
+
+    cgroup: Path | None
+    inside_namespace: str
+
+    @classmethod
+    def create(cls, max_processes: int) -> ProcessLimit:
+        if max_processes <= 0:
+            return cls(None, "")
+        try:
+            return cls(PidsCgroup.create(max_processes + BWRAP_PROCESSES).path, "")
+        except ProcessLimitUnavailable as error:
+            no_cgroup = error
+        if os.geteuid() == 0:
+            # The kernel never applies RLIMIT_NPROC to uid 0, in a namespace or not.
+            raise ProcessLimitUnavailable(f"running as root without a pids cgroup: {no_cgroup}")
+        kernel = tuple(int(part) for part in re.findall(r"\d+", os.uname().release)[:2])
+        if kernel < NAMESPACED_NPROC_KERNEL:
+            raise ProcessLimitUnavailable(
+                f"no pids cgroup ({no_cgroup}) and Linux {os.uname().release} counts "
+                "RLIMIT_NPROC per user, not per namespace")
+        log.debug("no pids cgroup (%s): RLIMIT_NPROC inside each sandbox's user namespace", no_cgroup)
+        # Inside, the sandbox's pid 1 counts too (bwrap outside is in our namespace).
+        return cls(None, str(max_processes + BWRAP_PROCESSES - 1))
+
+    def release(self) -> None:
+        if self.cgroup is None:
+            return
+        try:
+            PidsCgroup(self.cgroup).remove()
+        except OSError as error:
+            log.warning("sandbox cgroup %s left behind: %s", self.cgroup, error)
 
 
 @dataclass(frozen=True)
@@ -307,7 +515,7 @@ class PidsCgroup:
     @classmethod
     def create(cls, max_tasks: int) -> PidsCgroup:
         try:
-            parent = _own_pids_cgroup()
+            parent = _own_pids_cgroup(prepare=True)
         except OSError as error:
             raise CgroupUnavailable(f"cannot find our pids cgroup: {error}") from error
         _remove_abandoned_cgroups(parent)
@@ -368,8 +576,16 @@ def _is_running(pid: int) -> bool:
     return True
 
 
-def _own_pids_cgroup() -> Path:
-    """Our cgroup's directory in the hierarchy that has the pids controller."""
+_v2_delegation = threading.Lock()
+
+
+def _own_pids_cgroup(prepare: bool = False) -> Path:
+    """The directory in the pids hierarchy under which sandbox cgroups are made: our own
+    cgroup, or in a delegated v2 subtree the one our SERVICE_LEAF is in.
+
+    With prepare, a v2 subtree that does not yet hand the pids controller to its
+    children is set up to (see _delegate_pids_v2).
+    """
     mounts = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields, _, filesystem = line.partition(" - ")
@@ -382,12 +598,40 @@ def _own_pids_cgroup() -> Path:
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, own = line.split(":", 2)
         key = "pids" if "pids" in controllers.split(",") else controllers
-        if key in mounts:
-            root, mount_point = mounts[key]
-            directory = Path(mount_point) / os.path.relpath(own, root)
-            if key == "pids" or "pids" in (directory / "cgroup.controllers").read_text().split():
-                return directory
+        if key not in mounts:
+            continue
+        root, mount_point = mounts[key]
+        directory = Path(os.path.normpath(Path(mount_point) / os.path.relpath(own, root)))
+        if key == "pids":
+            return directory
+        if directory.name == SERVICE_LEAF:
+            directory = directory.parent
+        if "pids" in (directory / "cgroup.controllers").read_text().split():
+            if prepare:
+                _delegate_pids_v2(directory)
+            return directory
     raise CgroupUnavailable("no cgroup hierarchy with the pids controller is mounted")
+
+
+def _delegate_pids_v2(directory: Path) -> None:
+    """Let `directory`'s children (our sandboxes) have the pids controller.
+
+    cgroup v2 allows that only in a cgroup holding no process, so ours (the service's,
+    when systemd delegates it) move to SERVICE_LEAF first. Only this process moves: a
+    cgroup shared with others is not ours to rearrange, and the write then fails.
+    """
+    with _v2_delegation:
+        if "pids" in (directory / "cgroup.subtree_control").read_text().split():
+            return
+        leaf = directory / SERVICE_LEAF
+        try:
+            leaf.mkdir(exist_ok=True)
+            if (directory / "cgroup.procs").read_text().split():
+                (leaf / "cgroup.procs").write_text(str(os.getpid()))
+            (directory / "cgroup.subtree_control").write_text("+pids")
+        except OSError as error:
+            raise CgroupUnavailable(f"cannot enable the pids controller for our cgroup: {error}") from error
+        log.info("pids controller enabled below %s; patchbot moved to %s", directory, leaf)
 
 
 class KeptOutput:

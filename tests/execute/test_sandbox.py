@@ -40,11 +40,11 @@ def outside_tmp():
     shutil.rmtree(path)
 
 
-def run(worktree: Path, argv, limits: Limits = SMALL, **spec_fields):
-    # The interpreter may live under a home, which is hidden unless bound.
-    # The venv too: a checkout under /tmp (as CI may have) is covered by the private /tmp.
+def run(worktree: Path, argv, limits: Limits = SMALL, env_home: str | None = None, **spec_fields):
+    # The interpreter and the venv are not system folders: absent unless bound.
     readonly = (Path(sys.base_prefix), Path(sys.prefix), *spec_fields.pop("readonly_paths", ()))
-    spec = SandboxSpec(argv=tuple(argv), worktree=worktree, cwd=worktree, env=ENV,
+    env = {**ENV, "HOME": env_home} if env_home else ENV
+    spec = SandboxSpec(argv=tuple(argv), worktree=worktree, cwd=worktree, env=env,
                        limits=limits, readonly_paths=readonly, **spec_fields)
     return run_sandboxed(spec)
 
@@ -138,8 +138,8 @@ def test_hidden_paths_and_the_bots_environment_stay_outside(worktree, outside_tm
     assert f"{shared / 'token'} unreadable" in output
     assert "/etc/shadow unreadable" in output
     env_names = set(output.splitlines()[-1].split()[1:])
-    # The shell that starts the command adds PWD.
-    assert env_names <= set(ENV) | {"PWD"}
+    # The shell that starts the command adds PWD; HOME is always the private /tmp.
+    assert env_names <= set(ENV) | {"PWD", "HOME"}
 
 
 def test_writes_land_only_in_the_worktree_writable_paths_and_a_private_tmp(
@@ -331,7 +331,9 @@ def test_missing_worktree_is_a_sandbox_error(tmp_path):
     result = run(missing, ["true"])
 
     assert (result.ending, result.exit_code) == (Ending.SANDBOX_ERROR, None)
-    assert result.detail.startswith("bwrap: ") and str(missing) in result.detail
+    # The detail reaches public replies: the path's role, never the host's path.
+    assert result.detail == "bwrap: Can't find source path the worktree: No such file or directory"
+    assert str(tmp_path) not in result.detail
 
 
 def test_missing_bwrap_is_a_sandbox_error(worktree, monkeypatch):
@@ -341,3 +343,73 @@ def test_missing_bwrap_is_a_sandbox_error(worktree, monkeypatch):
 
     assert result.ending == Ending.SANDBOX_ERROR
     assert result.detail.startswith("cannot start /nonexistent/bwrap")
+
+
+def test_the_root_holds_only_the_allow_list(worktree, outside_tmp):
+    exposed = outside_tmp / "exposed"
+    exposed.mkdir()
+    (outside_tmp / "next-to-exposed").write_text("not listed\n")
+
+    result = run(worktree, python("""
+        import os, sys
+        print(sorted(os.listdir("/")))
+        print(sorted(os.listdir("/etc")))
+        print(sorted(os.listdir(sys.argv[1])))
+        print(os.listdir("/var"), os.listdir("/var/tmp"))
+        print(open("/etc/passwd").read().count("\\n"), os.environ["HOME"])
+        """, str(outside_tmp)), readonly_paths=(exposed,))
+
+    assert result.ending == Ending.EXITED, result.detail
+    top, etc, outside, var, passwd = result.output.decode().splitlines()
+    # The folders of /usr's top-level links, mount points of the bound paths, and the
+    # sandbox's own /dev, /proc, /tmp. No /sys, /run, /srv, /home, /root, /opt.
+    prefix_tops = {Path(path).parts[1] for path in (worktree, outside_tmp, sys.base_prefix, sys.prefix)}
+    expected = {"usr", "bin", "sbin", "lib", "lib64", "dev", "proc", "tmp", "etc", "var"} | prefix_tops
+    assert set(eval(top)) <= expected | {"lib32", "libx32"}, top
+    assert not {"sys", "run", "srv", "home", "opt", "boot", "mnt"} & set(eval(top)) - prefix_tops
+    assert not {"shadow", "gitconfig", "ssh", "pip.conf", "machine-id", "resolv.conf"} & set(eval(etc)), etc
+    assert {"passwd", "group", "hosts", "ld.so.cache", "nsswitch.conf"} <= set(eval(etc)), etc
+    assert eval(outside) == ["exposed"]
+    # Only the way to the bound folder: other folders of /var/tmp are not there.
+    assert var == f"['tmp'] [{outside_tmp.name!r}]"
+    # root, the bot's own user and nobody (one line each, the same when the bot is root)
+    assert int(passwd.split()[0]) <= 3 and passwd.split()[1] == "/tmp"
+
+
+def test_home_is_the_private_tmp_whatever_the_caller_says(worktree):
+    # git reads HOME's .gitconfig: a bot path here would let a suite's earlier write (or
+    # the bot's own config) steer git; /tmp is the sandbox's own and goes with it.
+    result = run(worktree, ["sh", "-c", 'echo "$HOME"; git config --global user.name Mallory && '
+                            'git config --global --list; ls -a "$HOME"'],
+                 env_home="/root")
+
+    assert result.ending == Ending.EXITED and result.exit_code == 0, result.output
+    lines = result.output.decode().splitlines()
+    assert lines[0] == "/tmp"
+    assert "user.name=Mallory" in lines
+    assert ".gitconfig" in lines
+
+
+def test_the_system_tools_suites_use_run_inside(worktree):
+    (worktree / "t.sh").write_text("echo 1..1; echo ok 1 - runs\n")
+    (worktree / "Makefile").write_text("all:\n\t@echo made\n")
+    script = " && ".join([
+        "php -r 'echo PHP_VERSION > 0 ? \"php\\n\" : \"\"; new PDO(\"sqlite::memory:\");'",
+        "perl -e 'print qq(perl\\n)'",
+        "prove -e sh t.sh >/dev/null && echo prove",
+        "make -s",
+        "sqlite3 :memory: 'select 40+2;'",
+        "git init -q /tmp/repo && git -C /tmp/repo -c user.name=a -c user.email=a@b commit -q "
+        "--allow-empty -m x && echo git",
+        "python3 -c 'import ssl, sqlite3; print(\"python3\")'",
+        "id -un",
+    ])
+    present = [tool for tool in ("php", "perl", "prove", "make", "sqlite3", "git", "python3")
+               if shutil.which(tool, path="/usr/bin:/bin")]
+    if len(present) < 7:
+        pytest.skip(f"only {present} installed")
+
+    result = run(worktree, ["sh", "-c", script])
+
+    assert (result.ending, result.exit_code) == (Ending.EXITED, 0), result.output
+    assert result.output.decode().splitlines()[:7] == ["php", "perl", "prove", "made", "42", "git", "python3"]
