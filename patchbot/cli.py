@@ -94,6 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     status_parser.add_argument("--json", action="store_true", help="print JSON")
     status_parser.set_defaults(run=cmd_status)
 
+    outbox_parser = commands.add_parser(
+        "outbox", parents=[shared], help="list the replies to send and send held or failed ones again",
+        description="Every reply is stored before it is sent and sent once. A temporary failure (the relay "
+        "down, a 4xx) is retried with backoff; past the retry window ([smtp] retry_base, max_attempts) the "
+        "reply is held: `patchbot status` shows it and it is tried every hour until the relay takes it. A "
+        "reply the relay refused for good (5xx) is failed and never tried by itself again.",
+    )
+    outbox_commands = outbox_parser.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    outbox_list = outbox_commands.add_parser("list", parents=[shared], help="the replies not sent yet (all with --all)")
+    outbox_list.add_argument("--all", action="store_true", help="sent replies too")
+    outbox_list.add_argument("--json", action="store_true", help="print JSON")
+    outbox_list.set_defaults(run=cmd_outbox_list)
+    outbox_retry = outbox_commands.add_parser(
+        "retry", parents=[shared], help="send held and failed replies now (these, or every one)",
+        description="Queue the held and failed replies with the given ids (see `patchbot outbox list`), or "
+        "every one, with a fresh retry window, and send what is due now. A sent reply is never sent again.",
+    )
+    outbox_retry.add_argument("reply_ids", nargs="*", type=int, metavar="ID")
+    outbox_retry.set_defaults(run=cmd_outbox_retry)
+
     series_parser = commands.add_parser(
         "series", parents=[shared], help="list and show patch series",
         description="A series is one version of a set of patches (with its cover letter, if "
@@ -287,6 +307,36 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(status_object(status))
     else:
         sys.stdout.write(status_text(status))
+    return EXIT_OK
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from patchbot.render import render
+
+    replies = [item for item in open_store(args).replies() if args.all or item.status != "sent"]
+    shown = [{"id": item.id, "key": item.key, "status": item.status, "attempts": item.attempts,
+              "message_id": item.message_id, "recipients": list(item.recipients), "last_error": item.last_error,
+              "created_at": item.created_at.isoformat() if item.created_at else None,
+              "next_attempt_at": item.next_attempt_at.isoformat() if item.next_attempt_at else None}
+             for item in replies]
+    if args.json:
+        _print_json(shown)
+    else:
+        sys.stdout.write(render("cli/outbox-list.txt", replies=shown, all=args.all))
+    return EXIT_OK
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    from patchbot.outbox import requeue, send_due
+    from patchbot.render import render
+
+    config = load_config(args.config)
+    store = Store(db_path(args, config))
+    requeued = requeue(store, args.reply_ids or None)
+    outcomes = send_due(store, config) if requeued.queued else []
+    sys.stdout.write(render("cli/outbox-retry.txt", requeued=requeued, outcomes=outcomes))
+    if requeued.unknown:
+        raise NotFound(f"no reply {', '.join(map(str, requeued.unknown))} (see: patchbot outbox list)")
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from patchbot.claims import claimer_alive
 from patchbot.render import render
+from patchbot.store import OutboxItem
 from patchbot.store import ServiceRecord, Store, TestRequest
 
 RECENT_EVENTS = 10
@@ -21,7 +22,8 @@ class QueueStatus:
     running: tuple[TestRequest, ...]  # claimed by a live worker
     waiting: tuple[TestRequest, ...]  # to be claimed (due now)
     retrying: tuple[TestRequest, ...]  # could not start; due later
-    outbox: dict[str, int]  # pending, retrying, sent, failed
+    outbox: dict[str, int]  # pending, retrying, held, sent, failed
+    unsent_replies: tuple[OutboxItem, ...]  # held past the retry window, or refused: the operator's to see
     events: tuple[tuple[datetime, str, str], ...]  # newest first
 
 
@@ -43,6 +45,7 @@ def status_of(store: Store, now: datetime) -> QueueStatus:
         unfiled_mails=store.count_mails().get("new", 0),
         running=tuple(running), waiting=tuple(waiting), retrying=tuple(retrying),
         outbox=store.outbox_counts(),
+        unsent_replies=tuple(sorted(store.replies("held") + store.replies("failed"), key=lambda item: item.id)),
         events=tuple(store.service_events(RECENT_EVENTS)),
     )
 
@@ -54,6 +57,17 @@ def _request_object(request: TestRequest) -> dict:
         "started_at": request.started_at.isoformat() if request.started_at else None,
         "attempts": request.attempts, "last_error": request.last_error,
         "next_attempt_at": request.next_attempt_at.isoformat() if request.next_attempt_at else None,
+    }
+
+
+def _alert_object(item: OutboxItem) -> dict:
+    """A reply that did not go out: held (the relay did not take it within the retry window;
+    tried again every hour) or failed (refused for good); `patchbot outbox retry` sends it now."""
+    return {
+        "id": item.id, "key": item.key, "status": item.status, "attempts": item.attempts,
+        "last_error": item.last_error, "recipients": list(item.recipients),
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+        "next_attempt_at": item.next_attempt_at.isoformat() if item.next_attempt_at and item.status == "held" else None,
     }
 
 
@@ -70,6 +84,7 @@ def status_object(status: QueueStatus) -> dict:
         "tests": {name: [_request_object(request) for request in requests] for name, requests in
                   (("running", status.running), ("waiting", status.waiting), ("retrying", status.retrying))},
         "outbox": status.outbox,
+        "outbox_alerts": [_alert_object(item) for item in status.unsent_replies],
         "recent_errors": [{"at": at.isoformat(), "level": level, "message": message}
                           for at, level, message in status.events],
     }

@@ -72,7 +72,7 @@ def test_status_shows_services_the_queue_the_outbox_and_recent_errors(tmp_path):
     assert "tests running: 1, waiting: 0, waiting to retry: 1" in text
     assert f"running  series 1 (request 1, complete series) on {CLAIMER}" in text
     assert "retry    series 2 at " in text and "(attempt 2): cannot fetch" in text
-    assert "replies: 1 to send, 0 retrying, 0 sent, 0 failed" in text
+    assert "replies: 1 to send, 0 retrying, 0 held, 0 sent, 0 failed" in text
     assert "error: series 2: could not be tested: cannot fetch" in text
     status = json.loads(patchbot("status", "--json", db=db).stdout)
     assert sorted(service["state"] for service in status["services"]) == ["serving", "stopped"]
