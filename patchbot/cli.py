@@ -358,7 +358,8 @@ def cmd_log(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stdout.buffer.write(path.read_bytes() if path and path.is_file() else b"")
             continue
-        text = path.read_text(errors="replace") if path and path.is_file() else "(the log is gone: the work folder was cleaned)\n"
+        # Bytes decoded here, not read_text: its universal newlines would hide a CR that writes over a line.
+        text = path.read_bytes().decode(errors="replace") if path and path.is_file() else "(the log is gone: the work folder was cleaned)\n"
         sys.stdout.write(log_text(args.run_id, suite, text))
     return EXIT_OK
 

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from patchbot.config import Config
+from patchbot.environments import NEEDS_TRUST
 from patchbot.mail.headers import address_of, formatted_address, message_ids_in
 from patchbot.render import render
 from patchbot.safe_text import CUT_MARK, capped_lines, one_line, without_machine_details
@@ -44,6 +45,10 @@ APPLY_DETAIL_LINES = 12
 # What a reply says of a suite the machine could not run; the reason itself (a sandbox error
 # naming cgroup paths and process ids) is the operator's.
 COULD_NOT_RUN = "could not run; the reason is in the operator's log"
+# A line that patchbot's command reader would take for a command, however indented: a test that
+# prints `patchbot: apply master force` must not have its line in a reply that a maintainer might
+# answer without quoting (Outlook). Such lines get brackets: "[patchbot:] apply master force".
+_COMMAND_LIKE = re.compile(r"^(\s*)(patchbot\s*:)", re.IGNORECASE | re.MULTILINE)
 _REPLY_PREFIX = re.compile(r"^\s*re:", re.IGNORECASE)
 
 
@@ -97,16 +102,20 @@ def result_reply(store: Store, config: Config, series: SeriesRecord, run: Stored
 def result_body(config: Config, series: SeriesRecord, run: StoredTestRun, **extra) -> str:
     """The result reply's text, at most MAX_REPLY_BYTES of it."""
     values = {**result_context(config, series, run), **extra}
-    body = render("reply/series-result.txt", **values)
+    body = _rendered(values)
     while len(body.encode()) > MAX_REPLY_BYTES and values["excerpts"]:
         dropped = values["excerpts"].pop()
         more = values["more_failures"] or {"count": 0, "names": []}
         values["more_failures"] = {"count": more["count"] + 1, "names": [dropped["name"], *more["names"]][:MAX_MORE_NAMES]}
-        body = render("reply/series-result.txt", **values)
+        body = _rendered(values)
     if len(body.encode()) > MAX_REPLY_BYTES:
         body = body.encode()[: MAX_REPLY_BYTES - 200].decode("utf-8", "ignore").rsplit("\n", 1)[0]
         body += "\n" + render("reply/cut-short.txt", limit=MAX_REPLY_BYTES)
     return body
+
+
+def _rendered(values: dict) -> str:
+    return _COMMAND_LIKE.sub(r"\1[\2]", render("reply/series-result.txt", **values))
 
 
 def superseded_reply(store: Store, config: Config, series: SeriesRecord, newer: SeriesRecord | None, request: int) -> Reply:
@@ -175,6 +184,7 @@ def _headline(series: SeriesRecord, summary: dict, base: str) -> str:
     old = sum(len(suite["preexisting_failures"]) for suite in suites)
     timed_out = [suite["name"] for suite in suites if suite["status"] == "timeout"]
     infra = [suite["name"] for suite in suites if suite["status"] == "infra-error"]
+    waiting_for_trust = [suite["name"] for suite in suites if suite["status"] == "skipped" and NEEDS_TRUST in suite["detail"]]
     start = f"{who} applied cleanly on {base} and was tested"
     if not suites:
         return f"{start}, but it touches no code that a suite covers."
@@ -185,6 +195,8 @@ def _headline(series: SeriesRecord, summary: dict, base: str) -> str:
         parts.append(f"{', '.join(timed_out)} hit the time limit")
     if infra:
         parts.append(f"{', '.join(infra)} could not be run (a problem of the test machine, not of the patch)")
+    if waiting_for_trust:  # never "every suite passed": they did not run (patchbot.environments)
+        parts.append(f"{', '.join(waiting_for_trust)} not run: this series {NEEDS_TRUST}")
     if not parts:
         if old:
             verb = "fails" if old == 1 else "fail"
@@ -209,6 +221,8 @@ def _suite_line(suite: dict) -> str:
         what = _machine_words(suite["detail"]) or "killed at its time limit"
     elif suite["status"] == "infra-error":
         what = COULD_NOT_RUN
+    elif suite["status"] == "skipped" and NEEDS_TRUST in suite["detail"]:
+        what = "not run: changes dependencies"
     elif suite["new_failures"]:
         what = f"{_count(len(suite['new_failures']), 'new failure')} of {total}"
     else:

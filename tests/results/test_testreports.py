@@ -240,7 +240,7 @@ def test_refused_junit(data):
 def test_too_many_cases_is_refused(monkeypatch):
     monkeypatch.setattr(testreports, "MAX_CASES", 3)
     data = b"<testsuite>" + b'<testcase name="t"/>' * 4 + b"</testsuite>"
-    with pytest.raises(ReportError, match="^4 test cases, more than the 3 "):
+    with pytest.raises(ReportError, match="more than 3"):
         parse_junit(data)
 
 
