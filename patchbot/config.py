@@ -86,8 +86,11 @@ class CommandsConfig:
     """Who may steer patchbot by replying, and how much."""
 
     maintainers: tuple[str, ...] = ()  # addresses, lower case: may use every command
-    require_dkim: bool = False  # a command counts only if its DKIM signature verifies
+    # A command counts only if a DKIM signature of its sender's domain verifies and covers every
+    # header patchbot reads: a From header alone is trivial to forge.
+    require_dkim: bool = True
     max_per_hour: int = 10  # commands per sender; beyond, refused (with one note)
+    max_age_days: int = 7  # a signed command counts only this long after its signed Date (replays)
 
 
 SMTP_SECURITY = ("plain", "starttls", "tls")
@@ -409,8 +412,9 @@ def _commands(table: _Table) -> CommandsConfig:
             raise ConfigError("commands.maintainers", f"{maintainer!r} is not a bare mail address (name@example.org)")
     commands = CommandsConfig(
         maintainers=tuple(maintainer.strip().lower() for maintainer in maintainers),
-        require_dkim=table.get("require_dkim", bool, False),
-        max_per_hour=table.positive("max_per_hour", int, 10),
+        require_dkim=table.get("require_dkim", bool, CommandsConfig.require_dkim),
+        max_per_hour=table.positive("max_per_hour", int, CommandsConfig.max_per_hour),
+        max_age_days=table.positive("max_age_days", int, CommandsConfig.max_age_days),
     )
     table.done()
     return commands

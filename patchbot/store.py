@@ -190,6 +190,15 @@ MIGRATIONS: tuple[str, ...] = (
                strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')
         FROM series WHERE obsolete = 1 AND id NOT IN (SELECT series_id FROM test_requests)
     """,
+    # 6 -> 7: a DKIM-signed command acts once per signature (its b= value), whatever Message-ID
+    # a copy of it is re-sent under.
+    """
+    CREATE TABLE command_signatures (
+        signature TEXT PRIMARY KEY,              -- b= of the signature that vouched for the mail
+        mail_id INTEGER NOT NULL REFERENCES mails(id),
+        acted_at TEXT NOT NULL
+    )
+    """,
 )
 
 
@@ -776,6 +785,14 @@ class Store:
             "SELECT coalesce(sum(commands), 0) FROM command_mails WHERE sender = ? AND handled_at >= ?",
             (sender, _iso(since)),
         ).fetchone()[0]
+
+    def claim_command_signature(self, signature: str, mail_id: int) -> int:
+        """Note that the mail acts under this DKIM signature; returns the mail that did so first."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO command_signatures (signature, mail_id, acted_at) VALUES (?, ?, ?)",
+            (signature, mail_id, _iso(datetime.now(timezone.utc))),
+        )
+        return self._db.execute("SELECT mail_id FROM command_signatures WHERE signature = ?", (signature,)).fetchone()[0]
 
     def claim_notice(self, scope: str, sender: str, kind: str) -> bool:
         """Note a notice given once per scope and sender; False when it was given already."""

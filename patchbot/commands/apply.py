@@ -1,9 +1,13 @@
-"""`patchbot: apply <branch> [force]`: apply the tested series, with its reviews, to a branch and push.
+"""`patchbot: apply <branch> <vN|commit> [force]`: apply the tested series, with its reviews, to a branch and push.
 
-The series is applied from a fresh fetch of the push remote's branch, one patch at a time
-(authorship kept, as `git am` keeps it); each commit gets the Reviewed-by, Acked-by and
-Tested-by trailers that replies in the thread gave with their own sender's address (a reply
-to one patch reviews that patch, any other reply the whole series); then HEAD is pushed.
+The maintainer names what they mean to push: the series' version (`v2`) or the tip commit of
+its last test (7 or more hex digits, as `patchbot: status` shows it), so that a command in
+the wrong thread (or one a thread's ids lead elsewhere) pushes nothing. The series is applied
+from a fresh fetch of the push remote's branch, one patch at a time (authorship kept, as
+`git am` keeps it); each commit gets the Reviewed-by, Acked-by and Tested-by trailers that
+replies in the thread gave with their own address, from a sender that passes the same check
+as a command (identity.py: DKIM when required); a reply to one patch reviews that patch, any
+other reply the whole series. Then HEAD is pushed.
 """
 
 from __future__ import annotations
@@ -13,24 +17,34 @@ import re
 from patchbot.apply import BaseChoice, GitError, PatchMail, apply_series, ensure_mirror, fetch, git, remove_worktree, resolve
 from patchbot.commands import CommandContext, CommandOutcome
 from patchbot.commands.authorize import MAINTAINER
+from patchbot.commands.identity import identify
+from patchbot.config import Config
 from patchbot.mail.headers import address_of
 from patchbot.store import SeriesRecord, Store
 
 REVIEW_TRAILERS = ("Reviewed-by", "Acked-by", "Tested-by")
 _BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")
+_VERSION = re.compile(r"^[vV]([0-9]{1,4})$")
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
 class Apply:
     name = "apply"
-    arguments = "<branch> [force]"
+    arguments = "<branch> <vN|commit> [force]"
     allowed = (MAINTAINER,)
     description = ("apply the tested series with the thread's Reviewed-by/Acked-by/Tested-by to <branch>"
-                   " and push it; refused when it has new failures, unless \"force\"")
+                   " and push it; name the series' version (v2) or its tested tip commit, so that only"
+                   " the series you mean is pushed; refused when it has new failures, unless \"force\"")
 
     def run(self, context: CommandContext, series: SeriesRecord, args: tuple[str, ...]) -> CommandOutcome:
-        if not args or len(args) > 2 or args[1:] not in ((), ("force",)):
-            return CommandOutcome.ignored("apply takes a branch, and \"force\" to apply despite new failures")
-        branch, force = args[0], len(args) == 2
+        force = bool(args) and args[-1] == "force"
+        named = args[:-1] if force else args
+        if len(named) != 2:
+            return CommandOutcome.refused(
+                "apply takes a branch and what to apply: the series' version or the tip commit of its last test,"
+                " then \"force\" to apply despite new failures (this thread's series is"
+                f" v{series.version} of \"{series.title}\": \"patchbot: apply master v{series.version}\")")
+        branch, which = named
         if not _BRANCH.match(branch) or ".." in branch or branch.endswith((".lock", "/")):
             return CommandOutcome.ignored(f"{branch!r} is not a branch name")
         repository = context.config.repository
@@ -41,14 +55,31 @@ class Apply:
         run = context.store.latest_test_run(series.id)
         if run is None:
             return CommandOutcome.refused("this series has not been tested yet")
+        mismatch = _not_this_series(which, series, run.summary.get("head"))
+        if mismatch:
+            return CommandOutcome.refused(mismatch)
         if not run.summary["applied"]:
             return CommandOutcome.refused(f"this series did not apply when it was tested (run {run.id})")
         new = sum(len(suite["new_failures"]) for suite in run.summary["suites"])
         if new and not force:
             return CommandOutcome.refused(
                 f"its last test (run {run.id}) found {new} new failure{'s' if new != 1 else ''};"
-                f" \"patchbot: apply {branch} force\" applies it anyway")
+                f" \"patchbot: apply {branch} {which} force\" applies it anyway")
         return _apply_and_push(context, series, branch, repository.push_url)
+
+
+def _not_this_series(which: str, series: SeriesRecord, tip: str | None) -> str | None:
+    """Why `which` (vN or a commit id) does not name this series' tested version, or None."""
+    this = f"this thread's series is v{series.version} of \"{series.title}\""
+    if (match := _VERSION.match(which)) is not None:
+        if int(match.group(1)) != series.version:
+            return f"{this}, not {which.lower()}"
+        return None
+    if _COMMIT.match(which):
+        if not tip or not tip.startswith(which.lower()):
+            return f"{this}; its last test's tip commit is {tip[:12] if tip else 'unknown'}, not {which}"
+        return None
+    return f"{which!r} is neither a version (v{series.version}) nor a commit id (7 or more hex digits)"
 
 
 def _apply_and_push(context: CommandContext, series: SeriesRecord, branch: str, push_url: str) -> CommandOutcome:
@@ -63,7 +94,7 @@ def _apply_and_push(context: CommandContext, series: SeriesRecord, branch: str, 
     if not applied.ok:
         return CommandOutcome.refused(f"patch {applied.failed_patch}/{applied.failed_total} does not apply on {branch}"
                                       f" ({base[:12]}) any more")
-    trailers = collected_trailers(context.store, series)
+    trailers = collected_trailers(context.store, context.config, series)
     worktree = applied.worktree
     try:
         commits = git("rev-list", "--reverse", f"{base}..HEAD", cwd=worktree).stdout.decode().split()
@@ -88,17 +119,25 @@ def _apply_and_push(context: CommandContext, series: SeriesRecord, branch: str, 
                                f"{'s' if added_count != 1 else ''} added):\n{lines}")
 
 
-def collected_trailers(store: Store, series: SeriesRecord) -> dict[int, list[str]]:
-    """Per patch number, the review trailers to add: only those a reply's own sender gave."""
+def collected_trailers(store: Store, config: Config, series: SeriesRecord) -> dict[int, list[str]]:
+    """Per patch number, the review trailers to add: only those whose address is the reply's
+    sender, as identity.py believes it (an unsigned reply carrying `Reviewed-by: Linus
+    Torvalds <torvalds@...>` from a forged From got into the pushed commit)."""
     numbers = {slot.message_id: slot.number for slot in series.patches}
     found: dict[int, list[str]] = {slot.number: [] for slot in series.patches}
     for mail in store.mails_of_series(series.id):
         facts = mail.facts
         if facts is None or facts.kind in ("patch", "cover", "pull"):
             continue
-        for trailer in facts.trailers:
+        reviews = [trailer for trailer in facts.trailers if trailer.name in REVIEW_TRAILERS]
+        if not reviews:
+            continue
+        sender = identify(store.raw_mail(mail.id), mail, config, store)
+        if sender.refusal is not None:
+            continue
+        for trailer in reviews:
             who = address_of(trailer.value)
-            if trailer.name not in REVIEW_TRAILERS or who is None or who.addr.lower() != facts.sender.lower():
+            if who is None or who.addr.lower() != sender.address:
                 continue
             target = _patch_answered(store, facts.in_reply_to, numbers)
             text = f"{trailer.name}: {trailer.value}"

@@ -1,14 +1,12 @@
 """Decide who may use a command: an ordered table of named rules, the first that holds decides.
 
 Maintainers (the config's list) may use every command; a series' author the few a command
-opens to its author (retest, status, ignore, help); anyone else is refused. With
-`[commands] require_dkim`, a mail counts only when its DKIM signature verifies for the
-sender's domain: a From header alone is trivial to forge.
+opens to its author (retest, status, ignore, help); anyone else is refused. `sender` is
+always whom identity.py found the mail to come from, never the From header as written.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +21,7 @@ EVERYONE_ELSE = "not-allowed"
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    rule: str  # the rule that decided: maintainer, author, not-allowed, dkim
+    rule: str  # the rule that decided: maintainer, author, not-allowed, identity
     reason: str = ""  # why it was refused, for the acknowledgement
 
 
@@ -47,16 +45,13 @@ def authorize(allowed: tuple[str, ...], sender: str, series: SeriesRecord, confi
 
 
 def dkim_refusal(raw: bytes, sender: str, config: Config) -> Decision | None:
-    """None when the mail may carry commands; else why not (a DKIM signature that does not verify)."""
-    if not config.commands.require_dkim:
-        return None
-    try:
-        # Imported when asked for: dkimpy is needed only where the config requires DKIM.
-        dkim = importlib.import_module("patchbot.commands.dkim")
-    except ImportError as error:
-        return Decision(False, "dkim", f"DKIM is required but cannot be checked here ({error})")
-    result = dkim.verify(raw, sender)
-    if result.ok:
-        return None
-    return Decision(False, "dkim", f"no DKIM signature of this mail verifies for {sender.rpartition('@')[2]}"
-                    f" ({result.reason})")
+    """None when a mail not filed yet may be taken as `sender`'s (the check of identity.py,
+    without the thread: a maintainer's re-roll of another's series); else why not."""
+    from patchbot.commands.identity import believed_sender  # identity reads mail, which series.py files
+
+    identity, _ = believed_sender(raw, config)
+    if identity.refusal is not None:
+        return Decision(False, "identity", identity.refusal)
+    if identity.address != sender.lower():
+        return Decision(False, "identity", f"the mail is from {identity.address}, not {sender}")
+    return None

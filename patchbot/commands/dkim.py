@@ -18,13 +18,22 @@ With `require_dkim = true` a command counts only when `verify(raw, sender)` says
 * The From header must hold the sender's address, and only it (one From header, one
   address). A verifying signature proves that d= sent the mail with the From it covers,
   nothing more: a big provider signs every user's mail with the same d=, so a mail from
-  mallory@gmail.com that names maint@gmail.com in X-Original-From would otherwise count as
-  maint's. Hence mails whose From a mailing list rewrote for DMARC ("Jane via list"), where
-  patchbot takes the author from X-Original-From or Reply-To, are refused under require_dkim:
-  the list's own signature is not the author's, and the author's signature, which covers
-  the original From, does not survive the rewrite.
-* The signature must cover From (h=), as RFC 6376 requires, and with l= it must cover the
-  whole body: text appended after the signed length (where a command could hide) is refused.
+  mallory@gmail.com that names maint@gmail.com in X-Original-From does not count as maint's.
+  A mail whose From the list rewrote for DMARC ("Jane via list <list@...>") is checked as the
+  list's own (the sender is the list address) with X-Original-From or Reply-To among the
+  covered headers: commands/identity.py decides whom that list signature vouches for.
+* The signature must cover From (h=), as RFC 6376 requires, and every other header patchbot
+  reads from a command mail (`covering`: Message-ID, In-Reply-To, References, Subject, Date by
+  default); naming a header in h= that the mail lacks signs its absence. With l= it must cover
+  the whole body: text appended after the signed length (where a command could hide) is refused.
+* No header may be present more often than h= names it (RFC 6376 section 8.15), and each
+  header of `covering` at most once. dkimpy hashes the bottom-most instances h= names, while
+  a mail reader takes the top one: a genuine signed mail re-sent with a Message-ID,
+  In-Reply-To or References prepended verified, and patchbot acted in the thread the
+  prepended headers named. With this rule every instance present is one the signature covers.
+* A passing result carries the values of the `covering` headers exactly as the signature
+  covered them (dkimpy's view of the mail), and the signature's b= value: the caller checks
+  that what its own parser read is the same, and that a signature acts only once.
 * Keys are fetched through `dnsfunc(name)` (name as dkimpy builds it, with a trailing dot:
   b"sel._domainkey.example.org."), returning the TXT record's bytes or None when there is
   none; by default dkimpy's own DNS lookup (dnspython). A missing, unreadable or too small
@@ -38,7 +47,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dkim
 from dkim.canonicalization import CanonicalizationPolicy
@@ -52,21 +61,36 @@ _BYTES_REPR = re.compile(r"\bb'([^']*)'")
 _QUIET = logging.Logger("patchbot.commands.dkim.dkimpy", level=logging.CRITICAL + 1)
 
 
+# Every header patchbot reads from a command mail: who sent it, which mail it is, which thread
+# it answers, and when it was written (the age limit reads Date).
+COMMAND_HEADERS = ("from", "message-id", "in-reply-to", "references", "subject", "date")
+
+
 @dataclass(frozen=True)
 class DkimResult:
     ok: bool
     reason: str  # "signature of example.org verifies", or why not
+    # On success: the covering headers present, (lower-case name, value as the signature covered
+    # it), and the b= value of the signature that passed (white space removed).
+    signed: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    signature: str = field(default="", compare=False)
+
+    def value(self, name: str) -> str | None:
+        """A covered header's value as signed; None when the mail has none (its absence is signed)."""
+        return next((value for key, value in self.signed if key == name), None)
 
 
-def verify(raw: bytes, sender: str, dnsfunc: DnsLookup | None = None) -> DkimResult:
-    """Whether one of the mail's DKIM signatures verifies for the sender's domain; never raises."""
+def verify(raw: bytes, sender: str, dnsfunc: DnsLookup | None = None,
+           covering: tuple[str, ...] = COMMAND_HEADERS) -> DkimResult:
+    """Whether one of the mail's DKIM signatures verifies for the sender's domain and covers
+    every header of `covering`; never raises."""
     try:
-        return _verify(raw, sender, dnsfunc or _dns_lookup)
+        return _verify(raw, sender, dnsfunc or _dns_lookup, tuple(name.lower() for name in covering))
     except Exception as error:  # noqa: BLE001 - the promise is ok=False, never an exception
         return DkimResult(False, f"cannot check DKIM: {_describe(error)}")
 
 
-def _verify(raw: bytes, sender: str, lookup: DnsLookup) -> DkimResult:
+def _verify(raw: bytes, sender: str, lookup: DnsLookup, covering: tuple[str, ...]) -> DkimResult:
     address = address_of(sender)
     if address is None:
         return DkimResult(False, f"no usable sender address in {sender!r}")
@@ -83,7 +107,7 @@ def _verify(raw: bytes, sender: str, lookup: DnsLookup) -> DkimResult:
         return DkimResult(False, refusal)
     reasons: list[str] = []
     for index in range(count):
-        result = _check_one(raw, index, sender_domain, lookup)
+        result = _check_one(raw, index, sender_domain, lookup, covering)
         if result.ok:
             return result
         if result.reason not in reasons:
@@ -106,7 +130,7 @@ def _from_refusal(headers: list, sender_addr: str) -> str | None:
     return None
 
 
-def _check_one(raw: bytes, index: int, sender_domain: str, lookup: DnsLookup) -> DkimResult:
+def _check_one(raw: bytes, index: int, sender_domain: str, lookup: DnsLookup, covering: tuple[str, ...]) -> DkimResult:
     """Check the index-th DKIM-Signature header (0 is the topmost)."""
     signer = dkim.DKIM(raw, logger=_QUIET)
     try:
@@ -122,6 +146,9 @@ def _check_one(raw: bytes, index: int, sender_domain: str, lookup: DnsLookup) ->
         return DkimResult(False, f"signed by {shown}, not the sender's domain {sender_domain}")
     if b"from" not in include_headers:
         return DkimResult(False, f"signature of {domain} does not cover From")
+    refusal = _coverage_refusal(signer.headers, include_headers, covering, domain)
+    if refusal:
+        return DkimResult(False, refusal)
     if b"l" in fields:
         refusal = _length_refusal(signer, fields, domain)
         if refusal:
@@ -157,7 +184,35 @@ def _check_one(raw: bytes, index: int, sender_domain: str, lookup: DnsLookup) ->
         return DkimResult(False, f"signature does not verify: {_describe(error)}")
     if not good:
         return DkimResult(False, "signature does not verify")
-    return DkimResult(True, f"signature of {domain} verifies")
+    signed = tuple((name.decode("ascii").lower(), value.decode("ascii", "surrogateescape"))
+                   for name, value in signer.headers if name.lower().decode("ascii", "replace") in covering)
+    signature = re.sub(rb"\s+", b"", fields[b"b"]).decode("ascii", "replace")
+    return DkimResult(True, f"signature of {domain} verifies", signed, signature)
+
+
+def _coverage_refusal(headers: list, include_headers: list[bytes], covering: tuple[str, ...], domain: str) -> str | None:
+    """Why the signature leaves a header patchbot reads unsigned, or None when it covers them all."""
+    missing = [name for name in covering if name.encode() not in include_headers]
+    if missing:
+        return (f"signature of {domain} does not cover {', '.join(shown_header(name) for name in missing)}"
+                " (patchbot acts only on what is signed)")
+    present: dict[bytes, int] = {}
+    for name, _ in headers:
+        present[name.lower()] = present.get(name.lower(), 0) + 1
+    for name in dict.fromkeys(include_headers):
+        # More instances than h= names: the unsigned extra one is what a reader may take.
+        if present.get(name, 0) > include_headers.count(name):
+            return (f"the mail has {present[name]} {shown_header(name.decode('ascii', 'replace'))} headers and the signature"
+                    f" of {domain} covers {include_headers.count(name)}: a header was added after signing")
+    for name in covering:
+        if present.get(name.encode(), 0) > 1:
+            return f"the mail has {present[name.encode()]} {shown_header(name)} headers (one is allowed)"
+    return None
+
+
+def shown_header(name: str) -> str:
+    """A header name as people write it: message-id -> Message-ID, in-reply-to -> In-Reply-To."""
+    return "-".join("ID" if part == "id" else part.capitalize() for part in name.split("-"))
 
 
 def _length_refusal(signer: dkim.DKIM, fields: dict, domain: str) -> str | None:

@@ -16,8 +16,9 @@ from email.policy import compat32
 from pathlib import Path
 
 from patchbot.commands import CommandContext, CommandOutcome, Status, all_commands
-from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, authorize, dkim_refusal
-from patchbot.commands.parse import CommandLine, commands_in_mail
+from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, Decision, authorize
+from patchbot.commands.identity import freshness_refusal, identify
+from patchbot.commands.parse import CommandLine, CommandText, commands_in_mail
 from patchbot.config import Config
 from patchbot.loops import reason_not_to_answer
 from patchbot.mail.headers import formatted_address, message_ids_in
@@ -48,8 +49,9 @@ def handle_mail(store: Store, config: Config, work: Path, mail: MailRecord) -> C
     sender = facts.sender.lower()
     raw = store.raw_mail(mail.id)
     quiet = reason_not_to_answer(facts, config)
-    lines = [] if quiet else commands_in_mail(raw)
-    if quiet and commands_in_mail(raw):
+    read = CommandText(()) if quiet else commands_in_mail(raw)
+    lines = list(read.lines)
+    if quiet and commands_in_mail(raw).lines:
         log.info("commands in %s not read: %s", mail.message_id, quiet)
     with store.transaction():
         used = store.commands_since(sender, datetime.now(timezone.utc) - timedelta(hours=1))
@@ -59,7 +61,7 @@ def handle_mail(store: Store, config: Config, work: Path, mail: MailRecord) -> C
             store.finish_command_mail(mail.id, {"commands": [], "not read": quiet})
             return Counter({"replies read": 1})
 
-    refusal = dkim_refusal(raw, sender, config)
+    sender, refusal = _believed_sender(store, config, mail, raw, read)
     context = CommandContext(store, config, work, mail, sender)
     allowance = max(0, config.commands.max_per_hour - used)
     outcomes = [_outcome(context, series, line, refusal, index >= allowance) for index, line in enumerate(lines)]
@@ -73,6 +75,17 @@ def handle_mail(store: Store, config: Config, work: Path, mail: MailRecord) -> C
     counts = Counter(f"commands {outcome.status.value}" for outcome in outcomes)
     counts["acknowledgements queued"] += body is not None
     return counts
+
+
+def _believed_sender(store: Store, config: Config, mail: MailRecord, raw: bytes,
+                     read: CommandText) -> tuple[str, Decision | None]:
+    """Whom the commands are from (identity.py), and the Decision refusing them all when they may
+    not act: a sender that cannot be believed, an HTML twin that shows other text, a signed
+    mail too old or acting a second time."""
+    identity = identify(raw, mail, config, store)
+    sender = identity.address or mail.facts.sender.lower()
+    reason = identity.refusal or read.refusal or freshness_refusal(identity, mail, config, store)
+    return sender, Decision(False, "identity", reason) if reason else None
 
 
 def _outcome(context: CommandContext, series: SeriesRecord, line: CommandLine, refusal, over_limit: bool) -> CommandOutcome:

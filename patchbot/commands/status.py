@@ -30,7 +30,8 @@ class Status:
         waiting = [f"test request {request.number} ({request.reason}), {index} of {len(queue)} in the queue"
                    for index, request in enumerate(queue, 1) if request.series_id == series.id]
         text = render("commands/status.txt", series_id=series.id, title=series.title, state="; ".join(state),
-                      last_run=run.id if run else None, headline=last["headline"] if last else "",
+                      last_run=run.id if run else None, tip=(run.summary.get("head") or "")[:12] if run else "",
+                      headline=last["headline"] if last else "",
                       suite_lines=last["suite_lines"] if last else [], waiting=waiting)
         return CommandOutcome.done(text.rstrip("\n"))
 

@@ -22,6 +22,7 @@ from patchbot.mail.headers import (
     address_of,
     addresses_of,
     date_of,
+    dmarc_author,
     message_id_of,
     message_ids_in,
     text_of,
@@ -195,23 +196,9 @@ def _raw_header(message: Message, name: str) -> str | None:
 
 
 def _real_author(message: Message, author: Address, list_post: Address | None) -> tuple[Address, bool]:
-    """Undo DMARC From rewriting ("Jane Doe via aur-dev <aur-dev@...>").
-
-    The real author is X-Original-From, else the Reply-To or Cc address that carries the
-    same display name; reply to and authorize that person, never the list.
-    """
-    name, via, _ = author.name.partition(" via ")
-    rewritten = bool(via) and (list_post is None or list_post.addr == author.addr)
-    if not rewritten:
-        return author, False
-    original = address_of(_raw_header(message, "X-Original-From"))
-    if original:
-        return original, True
-    for header in ("Reply-To", "Cc"):
-        for candidate in addresses_of(_raw_header(message, header)):
-            if candidate.name == name and candidate.addr != author.addr:
-                return candidate, True
-    return Address(name, author.addr), True
+    """Undo DMARC From rewriting, where From is the list's own address (List-Post names it)."""
+    return dmarc_author(author, list_post, _raw_header(message, "X-Original-From"),
+                        _raw_header(message, "Reply-To"), _raw_header(message, "Cc"))
 
 
 def _list_id(value: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from dataclasses import dataclass
 from email.message import Message
 
 from patchbot.mail.charset import decode_with_fallback
@@ -58,3 +59,64 @@ def _declared_charset(part: Message) -> str | None:
     except (LookupError, ValueError):
         return None
     return charset
+
+
+@dataclass(frozen=True)
+class BodyPart:
+    """The part of a mail its reader reads first: the one place commands are taken from."""
+
+    text: str  # the first text/plain part, decoded, LF-only ("" when the body has none)
+    html: str | None  # its text/html alternative (multipart/alternative), raw HTML; None without one
+
+
+def first_text_part(message: Message) -> BodyPart:
+    """The body's first text/plain part, found as a mail client shows it; never an attachment.
+
+    From the top: a multipart/alternative shows its text/plain child (its text/html twin is
+    kept, to compare); any other multipart (mixed, related, signed) shows its first part only,
+    since what follows is attached; a part marked `Content-Disposition: attachment` is never
+    the body. A maintainer's reply that attached a log with `patchbot: apply ... force` in it
+    made patchbot apply, when commands were read from every text part.
+    """
+    part = message
+    for _ in range(MAX_BODY_DEPTH):
+        if _is_attachment(part):
+            return BodyPart("", None)
+        if not part.is_multipart():
+            if _content_type(part) != "text/plain":
+                return BodyPart("", None)
+            return BodyPart(_lf(_decode_part(part)), None)
+        children = [child for child in (part.get_payload() or []) if isinstance(child, Message)]
+        if not children:
+            return BodyPart("", None)
+        if _content_type(part) == "multipart/alternative":
+            plain = next((child for child in children if not child.is_multipart()
+                          and _content_type(child) == "text/plain" and not _is_attachment(child)), None)
+            if plain is None:
+                return BodyPart("", None)
+            html = next((child for child in _leaves(children) if _content_type(child) == "text/html"), None)
+            return BodyPart(_lf(_decode_part(plain)), _decode_part(html) if html is not None else None)
+        part = children[0]
+    return BodyPart("", None)
+
+
+MAX_BODY_DEPTH = 20  # nesting beyond this is fuzz, not a body
+
+
+def _leaves(parts: list[Message]) -> list[Message]:
+    """The non-multipart parts under these, in order (an HTML twin may sit in multipart/related)."""
+    found: list[Message] = []
+    for part in parts:
+        found.extend(leaf for leaf in part.walk() if not leaf.is_multipart())
+    return found
+
+
+def _is_attachment(part: Message) -> bool:
+    try:
+        return (part.get_content_disposition() or "") == "attachment"
+    except (TypeError, ValueError, AttributeError):
+        return True  # an unreadable disposition is not a body to take orders from
+
+
+def _lf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")

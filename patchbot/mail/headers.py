@@ -191,3 +191,28 @@ def date_of(value: str | None) -> datetime | None:
         return parsed.astimezone(timezone.utc)
     except (OverflowError, ValueError, OSError):
         return None
+
+
+def dmarc_author(author: Address, list_address: Address | None, original_from: str | None,
+                 reply_to: str | None, cc: str | None) -> tuple[Address, bool]:
+    """Undo DMARC From rewriting ("Jane Doe via aur-dev <aur-dev@...>"): the real author, and
+    whether From was rewritten.
+
+    From was rewritten only when its address is the list's own address: a display name saying
+    "via" proves nothing (`"Lena via aur-dev" <mallory@evil.example>` with `X-Original-From:
+    lena@...` was taken for Lena). The real author is X-Original-From, else the Reply-To or Cc
+    address that carries the same display name. This names the author for display and
+    threading; whom to obey is decided by patchbot.commands.identity, with the configured
+    list address and the list's DKIM signature.
+    """
+    if list_address is None or list_address.addr != author.addr:
+        return author, False
+    name = author.name.partition(" via ")[0]
+    original = address_of(original_from)
+    if original:
+        return original, True
+    for header in (reply_to, cc):
+        for candidate in addresses_of(header):
+            if candidate.name == name and candidate.addr != author.addr:
+                return candidate, True
+    return Address(name, author.addr), True

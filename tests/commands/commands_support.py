@@ -3,10 +3,15 @@ command mails written as a mail client writes them, acknowledgements read from a
 
 from __future__ import annotations
 
+import base64
 import itertools
+import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 
 
@@ -25,14 +30,58 @@ _serial = itertools.count(1)
 
 
 def command_mail(body: str, sender: str = LUKAS, parent: str = PHP_FIX, *, message_id: str | None = None,
-                 headers: tuple[tuple[str, str], ...] = ()) -> RawMail:
-    """A reply in a series' thread, as a mail client sends it to the list."""
+                 headers: tuple[tuple[str, str], ...] = (), date: str | None = None,
+                 content_type: str = "text/plain; charset=UTF-8") -> RawMail:
+    """A reply in a series' thread, as a mail client sends it to the list (dated now)."""
     message_id = message_id or f"<command.{next(_serial)}@example.org>"
-    head = [("From", sender), ("To", LIST), ("Subject", "Re: [PATCH] the series"), ("Date", "Mon, 11 May 2020 10:00:00 +0000"),
+    head = [("From", sender), ("To", LIST), ("Subject", "Re: [PATCH] the series"), ("Date", date or formatdate()),
             ("Message-Id", message_id), ("In-Reply-To", parent), ("References", parent),
-            ("MIME-Version", "1.0"), ("Content-Type", "text/plain; charset=UTF-8"), *headers]
+            ("MIME-Version", "1.0"), ("Content-Type", content_type), *headers]
     text = "".join(f"{name}: {value}\n" for name, value in head) + "\n" + body
     return RawMail(text.encode(), "test")
+
+
+def make_key(folder: Path, name: str, bits: int = 2048) -> tuple[bytes, bytes]:
+    """A private key in PEM and its DNS TXT record (v=DKIM1; k=rsa; p=...)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise AssertionError("openssl is needed to make the test keys (Debian package openssl)")
+    private = folder / f"{name}.pem"
+    subprocess.run([openssl, "genrsa", "-out", str(private), str(bits)], check=True, capture_output=True)
+    public = subprocess.run(
+        [openssl, "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    return private.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+
+# What a mail provider's signer covers: every header patchbot reads, and To.
+SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"in-reply-to", b"references")
+
+
+class DkimKeys:
+    """Signing keys of a few mail domains, made with openssl, and their public keys served to
+    patchbot as DNS would: there is no DNS server here, so the lookup patchbot.commands.dkim
+    hands to dkimpy's dnsfunc hook is replaced by these records (and nothing else is)."""
+
+    def __init__(self, folder: Path, domains: tuple[str, ...]) -> None:
+        self.private: dict[str, bytes] = {}
+        self.records: dict[bytes, bytes] = {}
+        for domain in domains:
+            self.private[domain], record = make_key(folder, domain)
+            self.records[b"s1._domainkey." + domain.encode() + b"."] = record
+
+    def serve(self, monkeypatch) -> None:
+        import patchbot.commands.dkim
+
+        monkeypatch.setattr(patchbot.commands.dkim, "_dns_lookup", self.records.get)
+
+    def sign(self, mail: RawMail, domain: str, headers: tuple[bytes, ...] = SIGNED_HEADERS) -> RawMail:
+        """The mail with a DKIM-Signature of `domain` on top, as its provider's MTA sends it."""
+        import dkim
+
+        signature = dkim.sign(mail.data, b"s1", domain.encode(), self.private[domain], include_headers=list(headers))
+        return RawMail(signature + mail.data, mail.origin)
 
 
 @dataclass
@@ -79,7 +128,8 @@ def build_tested_db(repo: Path, folder: Path) -> Path:
 
 
 def session(db: Path, repo: Path, folder: Path, port: int, push_url: Path | None = None,
-            max_per_hour: int | None = None, require_dkim: bool = False) -> Bot:
+            max_per_hour: int | None = None, require_dkim: bool | None = False) -> Bot:
+    """patchbot on a copy of `db`; require_dkim None leaves the setting out (the default holds)."""
     copy = folder / "patchbot.db"
     source, target = sqlite3.connect(db), sqlite3.connect(copy)
     source.backup(target)
@@ -88,12 +138,35 @@ def session(db: Path, repo: Path, folder: Path, port: int, push_url: Path | None
     text = path.read_text()
     if push_url is not None:
         text = text.replace('default_branch = "master"\n', f'default_branch = "master"\npush_url = "{push_url}"\n')
-    if require_dkim:
-        text = text.replace("[commands]\n", "[commands]\nrequire_dkim = true\n")
+    assert "\nrequire_dkim = false\n" in text, "the sample config's [commands] changed"
+    setting = "" if require_dkim is None else f"require_dkim = {'true' if require_dkim else 'false'}\n"
+    text = text.replace("\nrequire_dkim = false\n", "\n" + setting)
     if max_per_hour is not None:
         text = text.replace("[commands]\n", f"[commands]\nmax_per_hour = {max_per_hour}\n")
     path.write_text(text)
     return Bot(path)
+
+
+@contextmanager
+def session_maker(db: Path, repo: Path, folder: Path) -> Iterator[Callable[..., Session]]:
+    """start(**options of session()) -> Session: a copy of the tested database and a fresh SMTP
+    server each; all closed on leaving."""
+    opened = []
+
+    def start(**options) -> Session:
+        handler = Handler()
+        server = smtp_server(handler)
+        port = server.__enter__()
+        bot = session(db, repo, folder, port, **options)
+        opened.append((bot, server))
+        return Session(bot, handler, folder)
+
+    try:
+        yield start
+    finally:
+        for bot, server in opened:
+            bot.close()
+            server.__exit__(None, None, None)
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from commands_support import (
-    EVE, KEVIN, LUKAS, PHP_FIX, PY_PORT, Session, command_mail, git, session, build_tested_db,
+    DkimKeys, EVE, KEVIN, LUKAS, PHP_FIX, PY_PORT, build_tested_db, command_mail, git, session_maker,
 )
 from outbox.outbox_support import aurweb_repo  # noqa: F401 - module-scoped: the sample repository
-from outbox.outbox_support import BOT, LIST, Handler, message_id_of, smtp_server
+from outbox.outbox_support import BOT, LIST, message_id_of
 
 from patchbot.intake import take_in
 
@@ -26,20 +26,8 @@ def db(aurweb_repo, tmp_path_factory) -> Path:
 @pytest.fixture
 def make(db, aurweb_repo, tmp_path):
     """make(**options) -> Session: a copy of the tested database and a fresh SMTP server."""
-    opened = []
-
-    def start(**options) -> Session:
-        handler = Handler()
-        server = smtp_server(handler)
-        port = server.__enter__()
-        bot = session(db, aurweb_repo, tmp_path, port, **options)
-        opened.append((bot, server))
-        return Session(bot, handler, tmp_path)
-
-    yield start
-    for bot, server in opened:
-        bot.close()
-        server.__exit__(None, None, None)
+    with session_maker(db, aurweb_repo, tmp_path) as start:
+        yield start
 
 
 # -- one test per verb ------------------------------------------------------------------------
@@ -57,7 +45,7 @@ def test_help_lists_every_command_in_a_reply_under_the_command(make):
     body = s.answer_to(mail)
     assert body.startswith("Done:\n  > patchbot: help\n")
     for usage in ("patchbot: help", "patchbot: status", "patchbot: retest [suite]", "patchbot: test <ref>",
-                  "patchbot: ignore", "patchbot: unignore", "patchbot: apply <branch> [force]"):
+                  "patchbot: ignore", "patchbot: unignore", "patchbot: apply <branch> <vN|commit> [force]"):
         assert usage in body, body
 
 
@@ -67,7 +55,7 @@ def test_status_gives_the_state_the_last_test_and_the_queue(make):
     s.send(mail)
     body = s.answer_to(mail)
     assert "v1, 1 of 1 patches (complete)." in body
-    assert "Last test (run 2): This patch applied cleanly on master" in body
+    assert "Last test (run 2, tip " in body and "): This patch applied cleanly on master" in body
     assert "and was tested: 1 new failure." in body
     assert "python " in body and "Nothing queued." in body
 
@@ -127,11 +115,11 @@ def test_ignore_drops_a_waiting_test_and_refuses_retests_until_unignore(make):
 
 def test_the_authors_own_retest_is_done_but_not_an_apply(make):
     s = make()
-    mail = command_mail("patchbot: retest\npatchbot: apply master\n", sender=KEVIN)
+    mail = command_mail("patchbot: retest\npatchbot: apply master v1\n", sender=KEVIN)
     s.send(mail)
     body = s.answer_to(mail)
     assert "Done:\n  > patchbot: retest\n" in body
-    assert "Refused:\n  > patchbot: apply master\n    only the maintainers may use it" in body
+    assert "Refused:\n  > patchbot: apply master v1\n    only the maintainers may use it" in body
     assert len(s.results_in(PHP_FIX)) == 1
 
 
@@ -140,7 +128,7 @@ def test_a_stranger_is_refused_once_per_thread(make, tmp_path, aurweb_repo):
     git("clone", "-q", "--bare", str(aurweb_repo), str(bare), cwd=tmp_path)
     before = git("rev-parse", "master", cwd=bare)
     s = make(push_url=bare)
-    first = command_mail("patchbot: apply master\n", sender=EVE)
+    first = command_mail("patchbot: apply master v1\n", sender=EVE)
     second = command_mail("patchbot: retest\n", sender=EVE)
     s.send(first)
     s.send(second)
@@ -219,12 +207,12 @@ def bare(tmp_path, aurweb_repo) -> Path:
 def test_a_maintainers_apply_pushes_with_the_review_trailers_and_the_authorship_kept(make, bare):
     before = git("rev-parse", "master", cwd=bare).strip()
     s = make(push_url=bare)
-    mail = command_mail("Applying, thanks.\n\npatchbot: apply master\n")
+    mail = command_mail("Applying, thanks.\n\npatchbot: apply master v1\n")
     s.send(mail)
     body = s.answer_to(mail)
     head = git("rev-parse", "master", cwd=bare).strip()
     assert git("rev-parse", "master~1", cwd=bare).strip() == before
-    assert "Done:\n  > patchbot: apply master\n    applied to master and pushed (1 review trailer added):" in body
+    assert "Done:\n  > patchbot: apply master v1\n    applied to master and pushed (1 review trailer added):" in body
     assert f"      {head[:12]} " in body, body
     author, address, *message = git("log", "-1", "--format=%an%n%ae%n%B", "master", cwd=bare).strip().splitlines()
     assert (author, address) == ("Kevin Morris", "kevin@example.org")
@@ -236,11 +224,11 @@ def test_a_maintainers_apply_pushes_with_the_review_trailers_and_the_authorship_
 def test_apply_is_refused_with_new_failures_and_done_with_force(make, bare):
     before = git("rev-parse", "master", cwd=bare).strip()
     s = make(push_url=bare)
-    refused = command_mail("patchbot: apply master\n", parent=PY_PORT)
+    refused = command_mail("patchbot: apply master v1\n", parent=PY_PORT)
     s.send(refused)
-    assert "found 1 new failure; \"patchbot: apply master force\" applies it anyway" in s.answer_to(refused)
+    assert "found 1 new failure; \"patchbot: apply master v1 force\" applies it anyway" in s.answer_to(refused)
     assert git("rev-parse", "master", cwd=bare).strip() == before
-    forced = command_mail("patchbot: apply master force\n", parent=PY_PORT)
+    forced = command_mail("patchbot: apply master v1 force\n", parent=PY_PORT)
     s.send(forced)
     assert "applied to master and pushed (0 review trailers added)" in s.answer_to(forced)
     author = git("log", "-1", "--format=%an <%ae>", "master", cwd=bare).strip()
@@ -252,16 +240,8 @@ def test_apply_is_refused_with_new_failures_and_done_with_force(make, bare):
 
 
 def test_with_require_dkim_only_a_signed_command_counts(make, tmp_path, monkeypatch):
-    import dkim
-
-    import patchbot.commands.dkim
-    from test_dkim import make_key
-
-    private, record = make_key(tmp_path, "lukas")
-    published = {b"s1._domainkey.example.org.": record}
-    # No DNS server here: the key of example.org (and nothing else) is served to dkimpy
-    # through the lookup patchbot.commands.dkim hands to its dnsfunc hook.
-    monkeypatch.setattr(patchbot.commands.dkim, "_dns_lookup", published.get)
+    keys = DkimKeys(tmp_path, ("example.org",))
+    keys.serve(monkeypatch)
     s = make(require_dkim=True)
     forged = command_mail("patchbot: retest\n")
     s.send(forged)
@@ -270,9 +250,7 @@ def test_with_require_dkim_only_a_signed_command_counts(make, tmp_path, monkeypa
     unsigned_again = command_mail("patchbot: retest\n")
     s.send(unsigned_again)
     assert s.answers_to(unsigned_again) == [] and s.results_in(PHP_FIX) == []
-    raw = command_mail("patchbot: retest\n")
-    signed = type(raw)(dkim.sign(raw.data, b"s1", b"example.org", private,
-                                 include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]) + raw.data, "test")
+    signed = keys.sign(command_mail("patchbot: retest\n"), "example.org")
     s.send(signed)
     assert "Done:\n  > patchbot: retest\n" in s.answer_to(signed)
     assert len(s.results_in(PHP_FIX)) == 1

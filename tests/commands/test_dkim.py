@@ -7,31 +7,15 @@ Keys come from `openssl genrsa` (the cryptography package is not a dependency).
 
 from __future__ import annotations
 
-import base64
-import shutil
-import subprocess
-from pathlib import Path
 
 import dkim
 import pytest
 
+from commands_support import make_key
 from patchbot.commands.dkim import DkimResult, verify
 
-SIGNED = [b"from", b"to", b"subject", b"date", b"message-id"]
+SIGNED = [b"from", b"to", b"subject", b"date", b"message-id", b"in-reply-to", b"references"]
 SENDER = "maint@example.org"
-
-
-def make_key(folder: Path, name: str, bits: int = 2048) -> tuple[bytes, bytes]:
-    """A private key in PEM and its DNS TXT record (v=DKIM1; k=rsa; p=...)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("openssl is needed to make the test keys (Debian package openssl)")
-    private = folder / f"{name}.pem"
-    subprocess.run([openssl, "genrsa", "-out", str(private), str(bits)], check=True, capture_output=True)
-    public = subprocess.run(
-        [openssl, "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    return private.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 @pytest.fixture(scope="module")
