@@ -580,11 +580,13 @@ _v2_delegation = threading.Lock()
 
 
 def _own_pids_cgroup(prepare: bool = False) -> Path:
-    """The directory in the pids hierarchy under which sandbox cgroups are made: our own
-    cgroup, or in a delegated v2 subtree the one our SERVICE_LEAF is in.
+    """The directory in the pids hierarchy under which sandbox cgroups are made.
 
-    With prepare, a v2 subtree that does not yet hand the pids controller to its
-    children is set up to (see _delegate_pids_v2).
+    cgroup v1: our own cgroup. cgroup v2: our own when it hands the pids controller to its
+    children; for a service that is not root, the cgroup delegated to it (the one our
+    SERVICE_LEAF is in), set up to hand it down with prepare (see _delegate_pids_v2); for
+    root, the nearest cgroup above that hands it down (root owns every cgroup, so whether
+    one was delegated cannot be told, and another's cgroup is not ours to rearrange).
     """
     mounts = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -606,22 +608,37 @@ def _own_pids_cgroup(prepare: bool = False) -> Path:
             return directory
         if directory.name == SERVICE_LEAF:
             directory = directory.parent
-        if "pids" in (directory / "cgroup.controllers").read_text().split():
+        if "pids" not in (directory / "cgroup.controllers").read_text().split():
+            continue
+        if _hands_down_pids(directory):
+            return directory
+        if os.geteuid() != 0 and directory.stat().st_uid == os.geteuid():
             if prepare:
                 _delegate_pids_v2(directory)
             return directory
-    raise CgroupUnavailable("no cgroup hierarchy with the pids controller is mounted")
+        if os.geteuid() == 0:
+            for above in directory.parents:
+                if not above.is_relative_to(mount_point):
+                    break
+                if _hands_down_pids(above):
+                    return above
+    raise CgroupUnavailable("no cgroup of ours can have children with the pids controller")
+
+
+def _hands_down_pids(directory: Path) -> bool:
+    return "pids" in (directory / "cgroup.subtree_control").read_text().split()
 
 
 def _delegate_pids_v2(directory: Path) -> None:
     """Let `directory`'s children (our sandboxes) have the pids controller.
 
     cgroup v2 allows that only in a cgroup holding no process, so ours (the service's,
-    when systemd delegates it) move to SERVICE_LEAF first. Only this process moves: a
-    cgroup shared with others is not ours to rearrange, and the write then fails.
+    when systemd delegates it) moves to SERVICE_LEAF first. Only this process moves: one
+    started before (a git of ours, say) makes the write fail for now, and the next
+    sandbox tries again.
     """
     with _v2_delegation:
-        if "pids" in (directory / "cgroup.subtree_control").read_text().split():
+        if _hands_down_pids(directory):
             return
         leaf = directory / SERVICE_LEAF
         try:
