@@ -17,13 +17,16 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from patchbot.config import Config, load_config
-from patchbot.demo import smtp_server  # noqa: F401 - the tests use it from here
+from patchbot.demo import free_port, smtp_server  # noqa: F401 - the tests use it from here
 from patchbot.intake import take_in
 from patchbot.pipeline import STAGES, Context, run_pending
 from patchbot.sample import SAMPLE_MAILS, build_sample_repo, write_sample_config
@@ -137,6 +140,18 @@ class Handler:
 
     def message_ids(self) -> list[str]:
         return [message_id_of(data) for _, _, data in self.messages]
+
+
+@contextmanager
+def relay(handler, smtputf8: bool, port: int | None = None) -> Iterator[int]:
+    """A real SMTP server on 127.0.0.1 that offers SMTPUTF8 (RFC 6531) or not; yields its port."""
+    port = port or free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
 
 
 class Blackhole:

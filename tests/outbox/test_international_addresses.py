@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import email.policy
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
-
 from outbox_support import aurweb_repo  # noqa: F401 - a module-scoped fixture: the sample repository
-from outbox_support import LIST, Bot, Handler, message_id_of, parse, sample_mails, write_config
+from outbox_support import LIST, Bot, Handler, message_id_of, parse, relay, sample_mails, write_config
 from patchbot.config import Config
-from patchbot.demo import free_port
 from patchbot.outbox import Delivery, enqueue, send_due, wire_address
 from patchbot.report import Reply
 from patchbot.sources import RawMail
@@ -31,17 +26,6 @@ JOERG = "Jörg <jörg@exämple.com>"
 JOERG_ADDRESS = "jörg@exämple.com"
 PHP_FIX = "<php-fix.0.git-send-email@example.org>"
 SERIES = "<joerg-fix.0@example.com>"
-
-
-@contextmanager
-def smtp_server(handler: Handler, smtputf8: bool) -> Iterator[int]:
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 class OptionsHandler(Handler):
@@ -85,7 +69,7 @@ def received(handler: Handler) -> list[tuple[str, tuple[str, ...], email.message
 
 def test_a_series_and_a_command_from_a_utf8_address_are_answered_with_smtputf8(aurweb_repo, tmp_path):
     handler = OptionsHandler()
-    with smtp_server(handler, smtputf8=True) as port:
+    with relay(handler, smtputf8=True) as port:
         bot = Bot(write_config(tmp_path, aurweb_repo, port))
         try:
             counts = bot.feed([joergs_series(), joergs_retest()])
@@ -107,7 +91,7 @@ def test_a_series_and_a_command_from_a_utf8_address_are_answered_with_smtputf8(a
 
 def test_without_smtputf8_the_reply_goes_to_the_list_without_that_cc(aurweb_repo, tmp_path, caplog):
     handler = OptionsHandler()
-    with smtp_server(handler, smtputf8=False) as port:
+    with relay(handler, smtputf8=False) as port:
         bot = Bot(write_config(tmp_path, aurweb_repo, port))
         try:
             bot.feed([joergs_series(), joergs_retest()])
@@ -144,7 +128,7 @@ def test_an_international_domain_behind_an_ascii_name_goes_as_punycode(tmp_path)
     assert wire_address("joerg@exämple.com") == "joerg@xn--exmple-cua.com"
     assert wire_address(JOERG_ADDRESS) == JOERG_ADDRESS  # no ASCII form of "jörg"
     handler = OptionsHandler()
-    with smtp_server(handler, smtputf8=False) as port:
+    with relay(handler, smtputf8=False) as port:
         config = _config(port)
         store = Store(tmp_path / "patchbot.db")
         try:
@@ -165,7 +149,7 @@ def test_a_reply_only_to_a_utf8_address(tmp_path, smtputf8):
     # No list: the author is the only recipient. Without SMTPUTF8 nothing can go: failed, with
     # the reason (and `patchbot outbox retry` once the relay offers it), never a crash.
     handler = OptionsHandler()
-    with smtp_server(handler, smtputf8=smtputf8) as port:
+    with relay(handler, smtputf8=smtputf8) as port:
         store = Store(tmp_path / "patchbot.db")
         try:
             assert enqueue(store, _config(port), _reply("only/1", (JOERG,), ()))

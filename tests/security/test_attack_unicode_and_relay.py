@@ -13,14 +13,10 @@ import email
 import email.policy
 import json
 import sqlite3
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import Iterator
 
-from aiosmtpd.controller import Controller
-
-from outbox.outbox_support import Handler, cli, cli_ok, write_config, write_mail_files
+from outbox.outbox_support import Handler, cli, cli_ok, relay, write_config, write_mail_files
 from serve.serve_support import ServiceUnderTest, sample_repo, wait_for  # noqa: F401 - a module-scoped fixture
 from serve.serve_support import sample_mails
 from patchbot.demo import free_port
@@ -36,17 +32,6 @@ JOERG_ADDRESS = "jörg@exämple.com"
 PHP_FIX = b"<php-fix.0.git-send-email@example.org>"
 SERIES = "<joerg-fix.0@example.com>"
 RETEST = "<joerg-retest@example.com>"
-
-
-@contextmanager
-def relay(handler: Handler, smtputf8: bool, port: int | None = None) -> Iterator[int]:
-    port = port or free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 def joergs_series() -> bytes:
