@@ -39,10 +39,13 @@ import pytest
 from patchbot import sandbox
 
 UNAVAILABLE = sandbox.sandbox_available()
-pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"no sandbox here: {UNAVAILABLE}")
+SYSTEM_PYTHON = "/usr/bin/python3"
+pytestmark = [
+    pytest.mark.skipif(UNAVAILABLE is not None, reason=f"no sandbox here: {UNAVAILABLE}"),
+    pytest.mark.skipif(not os.access(SYSTEM_PYTHON, os.X_OK), reason=f"no {SYSTEM_PYTHON} (.ci/setup installs it)"),
+]
 
 REPO = Path(sandbox.__file__).resolve().parents[1]
-SYSTEM_PYTHON = "/usr/bin/python3"
 SERVICE_USER = "nobody"
 LMTP_SOCKET = Path("var/spool/postfix/patchbot/lmtp.sock")  # deploy/aurweb.toml, below the layout's root
 
@@ -54,10 +57,13 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     from patchbot.sandbox import Limits, ProcessLimit, SandboxSpec, run_sandboxed
     jobs = json.loads(sys.argv[2])
-    probe = ProcessLimit.create(8)
-    mechanism = {"cgroup": str(probe.cgroup.parent) if probe.cgroup else None,
-                 "namespace": bool(probe.inside_namespace)}
-    probe.release()
+    try:
+        probe = ProcessLimit.create(8)
+        mechanism = {"cgroup": str(probe.cgroup.parent) if probe.cgroup else None,
+                     "namespace": bool(probe.inside_namespace)}
+        probe.release()
+    except Exception as error:
+        mechanism = {"unavailable": str(error)}
     results = [None] * len(jobs)
     def run(index, job):
         if job.get("start_after"):
@@ -209,8 +215,9 @@ def service_user(name: str) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def run_driver(user: pwd.struct_passwd, jobs: list[dict], home: Path, cgroup: Path | None = None) -> dict:
-    """Run the bot's side as `user`, in `cgroup` (a delegated one) when given."""
+def run_driver(user: pwd.struct_passwd, jobs: list[dict], home: Path, cgroup: Path | None = None,
+               wrapper: tuple[str, ...] = ()) -> dict:
+    """Run the bot's side as `user`, in `cgroup` (a delegated one) when given, through `wrapper`."""
     procs_file = str(cgroup / "cgroup.procs") if cgroup else None
 
     def become_the_service() -> None:
@@ -222,7 +229,7 @@ def run_driver(user: pwd.struct_passwd, jobs: list[dict], home: Path, cgroup: Pa
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
 
-    run = subprocess.run([SYSTEM_PYTHON, "-c", DRIVER, str(REPO), json.dumps(jobs)],
+    run = subprocess.run([*wrapper, SYSTEM_PYTHON, "-c", DRIVER, str(REPO), json.dumps(jobs)],
                          capture_output=True, text=True, timeout=120, cwd="/",
                          env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"},
                          preexec_fn=become_the_service)
@@ -437,3 +444,29 @@ def test_attack_10_a_fork_bomb_does_not_stop_a_concurrent_innocent_series(layout
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
     for result in (bomb, innocent):
         assert public_detail_is_clean(result["detail"], layout_root), result["detail"]
+
+
+def test_attack_10_without_a_per_suite_process_limit_the_sandbox_refuses_and_says_so_plainly(layout_root):
+    """Root, which RLIMIT_NPROC never binds, on a machine without a pids cgroup (here: a mount
+    namespace without one): running unlimited would let a fork bomb take every other suite
+    down, so the sandbox does not start, with a reason fit for a public reply."""
+    user = service_user("root")
+    pids_mounts = [line.split(" - ")[0].split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if line.split(" - ")[1].startswith("cgroup ") and "pids" in line.split(" - ")[1].split()[2].split(",")]
+    if not pids_mounts or shutil.which("unshare") is None:
+        pytest.skip("no cgroup v1 pids hierarchy to take away here")
+    without_pids = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    f'umount -l {pids_mounts[0]} && exec "$@"', "without-pids")
+    tree = layout_root / "tree"
+    tree.mkdir()
+    job = {"argv": ["sh", "-c", "echo ran"], "worktree": str(tree), "env": {},
+           "limits": {"wall_seconds": 10, "max_processes": 64, "memory_bytes": 512 * 1024**2,
+                      "max_output_bytes": 64 * 1024}}
+
+    ran = run_driver(user, [job], home=layout_root, wrapper=without_pids)
+
+    if "unavailable" not in ran["mechanism"]:
+        pytest.skip(f"a pids cgroup is still to be had: {ran['mechanism']}")
+    result = ran["results"][0]
+    assert (result["ending"], result["output"]) == ("sandbox-error", "")
+    assert result["detail"] == "process limit not enforced: no per-suite limit is possible here"
