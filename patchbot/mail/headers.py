@@ -154,22 +154,25 @@ def message_id_of(value: str | None) -> str | None:
     return msgid
 
 
-def message_ids_in(value: str | None) -> tuple[str, ...]:
+def message_ids_in(value: object) -> tuple[str, ...]:
     """The `<id>` tokens of a References or In-Reply-To header, in header order, each once;
     of a longer list only the first (the thread's root) and the last MAX_THREAD_IDS - 1.
 
     Thread lookup only needs the nearest ancestors (a mail's own parents are at the end of
     References) and the root; a References header of 120,000 ids once stalled the scheduler
     for a minute, and replies copy these ids into their own References. One pass, a set for
-    the duplicates: linear in the header's length."""
+    the duplicates: linear in the header's length.
+
+    `value` may be what the compat32 parser hands back for 8-bit text, a Header object: a
+    reply whose References held one raw 8-bit byte crashed its acknowledgement on it."""
     if not value:
         return ()
-    ids: dict[str, None] = {}
-    for match in _MSGID.finditer(value.replace("\x00", "")):
-        msgid = f"<{match.group(1)}>"
-        if len(msgid) <= MAX_MSGID_LENGTH and msgid.isascii() and msgid.isprintable():
-            ids.setdefault(msgid)
-    kept = tuple(ids)
+    if not isinstance(value, str):
+        value = str(value)
+    kept = tuple(dict.fromkeys(
+        f"<{token}>" for token in _MSGID.findall(value.replace("\x00", ""))
+        if len(token) <= MAX_MSGID_LENGTH - 2 and token.isascii() and token.isprintable()
+    ))
     if len(kept) > MAX_THREAD_IDS:
         kept = (kept[0], *kept[len(kept) - MAX_THREAD_IDS + 1:])
     return kept

@@ -212,3 +212,13 @@ def test_a_long_references_of_repeats_keeps_each_id_once():
 def test_a_short_references_is_kept_whole():
     ids = [f"<ref.{number}@example.org>" for number in range(MAX_THREAD_IDS)]
     assert message_ids_in("\n ".join(ids)) == tuple(ids)
+
+
+def test_references_read_by_compat32_as_a_header_object():
+    # Raw 8-bit text makes the compat32 parser hand back a Header object, not a str.
+    from email.parser import BytesParser
+    from email.policy import compat32
+
+    head = BytesParser(policy=compat32).parsebytes(b"References: <a@b> <caf\xc3\xa9@x> <c@d>\r\n\r\n", headersonly=True)
+    assert not isinstance(head.get("References"), str)
+    assert message_ids_in(head.get("References")) == ("<a@b>", "<c@d>")
