@@ -78,7 +78,7 @@ def run_demo(keep: Path | None = None) -> list[str]:
             # As the list delivers them: one mail, then a pass of the pipeline, so that a
             # series is tested before its next version arrives.
             for raw in source_for(str(SAMPLE_MAILS)).mails():
-                outcome = take_in(store, raw)
+                outcome = take_in(store, raw, config)
                 log.info("demo: mail %s: %s", outcome.message_id, outcome.kind or outcome.status.value)
                 run_pending(store, config, config.work_dir, secrets_of(config, config.db))
             store.close()

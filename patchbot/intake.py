@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from patchbot.config import Config
 from patchbot.mail import MailRejected, ParsedMail, message_id_for, parse_mail
-from patchbot.series import file_mail
+from patchbot.series import file_mail, maintainer_vouch
 from patchbot.sources import RawMail, Source, UnreadableSource
 from patchbot.store import MailFacts, Store
 
@@ -42,8 +43,10 @@ def keep(store: Store, raw: RawMail) -> tuple[str, int | None]:
     return message_id, store.add_mail(message_id, synthetic, raw.data, raw.origin)
 
 
-def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received_at: datetime | None = None) -> Outcome:
-    """Parse a kept mail and file it; bad input is rejected with its reason, never raised."""
+def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received_at: datetime | None = None,
+              config: Config | None = None) -> Outcome:
+    """Parse a kept mail and file it; bad input is rejected with its reason, never raised.
+    With `config`, its maintainers may re-roll other senders' series (see series.py)."""
     try:
         mail = parse_mail(data)
     except MailRejected as rejection:
@@ -51,7 +54,7 @@ def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received
         return Outcome(message_id, Status.REJECTED, reason=rejection.reason.value)
     try:
         with store.transaction():
-            filing = file_mail(store, mail_id, mail, received_at)
+            filing = file_mail(store, mail_id, mail, received_at, maintainer_vouch(config, store, mail_id, data))
             # The series stage may overrule the parser (an unnumbered patch in a known thread).
             rule = mail.kind_rule if filing.kind is mail.kind else filing.rule
             store.record_facts(mail_id, _facts(mail, filing.kind.value, rule))
@@ -62,18 +65,18 @@ def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received
     return Outcome(message_id, Status.FILED, kind=filing.kind.value, series_id=filing.series_id, mail_id=mail_id)
 
 
-def take_in(store: Store, raw: RawMail) -> Outcome:
+def take_in(store: Store, raw: RawMail, config: Config | None = None) -> Outcome:
     """Keep and file one mail (inside the caller's transaction, if any)."""
     with store.transaction():
         message_id, mail_id = keep(store, raw)
         if mail_id is None:
             return Outcome(message_id, Status.KNOWN)
-        return file_kept(store, mail_id, message_id, raw.data)
+        return file_kept(store, mail_id, message_id, raw.data, config=config)
 
 
-def file_new_mails(store: Store) -> list[Outcome]:
+def file_new_mails(store: Store, config: Config | None = None) -> list[Outcome]:
     """File mails kept but never filed (a crash between keeping and filing leaves these)."""
-    return [file_kept(store, mail.id, mail.message_id, mail.raw, mail.received_at) for mail in store.new_mails()]
+    return [file_kept(store, mail.id, mail.message_id, mail.raw, mail.received_at, config) for mail in store.new_mails()]
 
 
 def _facts(mail: ParsedMail, kind: str, rule: str) -> MailFacts:

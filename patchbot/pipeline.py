@@ -47,7 +47,7 @@ class Context:
 
 def file_mail(context: Context) -> None:
     """Mails kept but not yet filed (a delivery or a crash left them)."""
-    outcomes = file_new_mails(context.store)
+    outcomes = file_new_mails(context.store, context.config)
     context.count("mails filed", sum(outcome.status is Status.FILED for outcome in outcomes))
 
 

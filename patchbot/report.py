@@ -29,6 +29,7 @@ from patchbot.environments import NEEDS_TRUST
 from patchbot.mail.headers import address_of, formatted_address, message_ids_in
 from patchbot.render import render
 from patchbot.safe_text import CUT_MARK, capped_lines, one_line, without_machine_details
+from patchbot.series import sent_in_thread_of
 from patchbot.store import SeriesRecord, StoredTestRun, Store
 from patchbot.testreports import FAILING
 
@@ -95,7 +96,7 @@ def reply_subject(original: str) -> str:
 
 def result_reply(store: Store, config: Config, series: SeriesRecord, run: StoredTestRun, request: int) -> Reply:
     """The one reply for a test run of a series version (`request` counts retests)."""
-    body = result_body(config, series, run)
+    body = result_body(config, series, run, separate_from=separate_from(store, series))
     return series_reply(store, config, series, request, body)
 
 
@@ -116,6 +117,17 @@ def result_body(config: Config, series: SeriesRecord, run: StoredTestRun, **extr
 
 def _rendered(values: dict) -> str:
     return _COMMAND_LIKE.sub(r"\1[\2]", render("reply/series-result.txt", **values))
+
+
+def separate_from(store: Store, series: SeriesRecord) -> dict | None:
+    """Whose series this one was sent into the thread of, when it is another sender's and not a
+    version of it: the reply must not read as a result of that series."""
+    host = sent_in_thread_of(store, series, tuple(reversed(thread_of(store, series).references)))
+    if host is None:
+        return None
+    person = lambda name, addr: one_line(f"{name} <{addr}>" if name else addr, 200)  # noqa: E731
+    return {"sender": person(series.author_name, series.author), "author": person(host.author_name, host.author),
+            "title": one_line(host.title, 200)}
 
 
 def superseded_reply(store: Store, config: Config, series: SeriesRecord, newer: SeriesRecord | None, request: int) -> Reply:

@@ -530,6 +530,18 @@ class Store:
         ).fetchone()
         return self.series(row[0]) if row else None
 
+    def series_along_thread(self, message_ids: Sequence[str]) -> list[tuple[str, SeriesRecord]]:
+        """Every series these ids (closest first) lead to, each once, with the first id that led to it."""
+        rows = self._db.execute(
+            "SELECT ids.value, t.series_id FROM json_each(?) AS ids JOIN thread_refs t ON t.message_id = ids.value"
+            " ORDER BY ids.key",
+            (json.dumps(list(message_ids)),),
+        ).fetchall()
+        found: dict[int, str] = {}
+        for message_id, series_id in rows:
+            found.setdefault(series_id, message_id)
+        return [(message_id, self.series(series_id)) for series_id, message_id in found.items()]
+
     def series(self, series_id: int) -> SeriesRecord | None:
         row = self._db.execute(f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.id = ?", (series_id,)).fetchone()
         return self._series_record(row) if row else None
@@ -717,8 +729,15 @@ class Store:
             "SELECT reason FROM test_requests WHERE series_id = ? ORDER BY number", (series_id,))]
 
     def last_received(self, series_id: int) -> datetime | None:
-        """When the newest mail of a series arrived (the grace period for incomplete ones counts from it)."""
-        row = self._db.execute("SELECT max(received_at) FROM mails WHERE series_id = ?", (series_id,)).fetchone()
+        """When the newest patch or cover letter of a series arrived (the grace period for incomplete
+        ones counts from it). Replies in its thread do not count: anyone on the list can send one,
+        and a reply every few hours would otherwise keep the series from ever being tested."""
+        row = self._db.execute(
+            "SELECT max(m.received_at) FROM mails m WHERE m.id IN"
+            " (SELECT mail_id FROM series_patches WHERE series_id = ? AND inherited = 0"
+            "  UNION SELECT cover_mail_id FROM series WHERE id = ?)",
+            (series_id, series_id),
+        ).fetchone()
         return _moment(row[0])
 
     # -- services ---------------------------------------------------------------------------
