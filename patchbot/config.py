@@ -107,7 +107,7 @@ class SmtpConfig:
     ca_file: Path | None = None  # certificates to trust for TLS, besides the system's
     timeout_s: float = 60.0
     retry_base_s: float = 60.0  # first retry after a temporary failure; doubles each time
-    max_attempts: int = 10  # then the reply is marked failed
+    max_attempts: int = 10  # the retry window: then the reply is held, tried hourly (outbox retry)
     dry_run_mbox: Path | None = None  # write replies to this mbox instead of sending
 
 
