@@ -26,8 +26,11 @@ MAX_COMMANDS_PER_MAIL = 20  # past this, a mail is a list of commands nobody typ
 
 # Where someone else's text starts: each line pattern is one mail client's habit.
 _QUOTED = re.compile(r"^\s*>")
-_ATTRIBUTION_END = re.compile(  # "... wrote:", in the languages of the clients seen on lists
-    r"(wrote|writes|a écrit|schrieb|escribió|ha scritto|schreef|skrev|napisał|написал\w*)\s*:\s*$", re.IGNORECASE)
+# "... wrote:" in the languages of the clients seen on lists; the verb may come before the name
+# ("Am Montag schrieb Mallory <m@evil.example>:"). Cutting a line of one's own that merely looks
+# like this only loses commands below it.
+_ATTRIBUTION_END = re.compile(
+    r"\b(wrote|writes|a écrit|schrieb|escribió|ha scritto|schreef|skrev|napisał|написал\w*)\b.*:\s*$", re.IGNORECASE)
 _ATTRIBUTION_START = re.compile(r"^\s*(On|Le|Am|El|Il|Op|Em|Den|Dnia|W dniu)\s", re.IGNORECASE)
 ATTRIBUTION_WRAP = 3  # an "On <date>, <name> <address>" line wrapped over up to this many lines
 _SEPARATOR = re.compile(

@@ -311,3 +311,57 @@ def test_odd_mails_never_raise(raw):
 def test_unusable_sender(key_pairs, keys):
     result = verify(sign(mail(), key_pairs["author"][0]), "nobody", dnsfunc=keys)
     assert not result.ok
+
+
+# -- every header patchbot reads is signed, and no instance beyond what h= names -------------------
+
+
+def test_a_signature_covering_the_headers_hands_back_their_signed_values_and_b(key_pairs, keys):
+    signed = sign(mail(extra="References: <cover@example.org> <patch-1@example.org>\n"), key_pairs["author"][0])
+    result = verify(signed, SENDER, dnsfunc=keys)
+    assert result.ok
+    assert result.value("message-id").strip() == "<reply-1@example.org>"
+    assert result.value("references").strip() == "<cover@example.org> <patch-1@example.org>"
+    assert result.signature and result.signature in b"".join(signed.split()).decode()
+
+
+@pytest.mark.parametrize("added", [b"Message-ID: <replay@evil.example>\n", b"In-Reply-To: <other@evil.example>\n",
+                                   b"References: <other@evil.example>\n", b"Subject: Re: [PATCH] another\n"])
+def test_a_signed_header_added_on_top_after_signing_is_refused(key_pairs, keys, added):
+    """dkimpy alone verifies these (it hashes the bottom-most instance); patchbot reads the top one."""
+    signed = sign(mail(extra="References: <patch-1@example.org>\n"), key_pairs["author"][0])
+    replayed = added + signed
+    assert dkim.verify(replayed, dnsfunc=lambda name, timeout=5: keys(name))
+    result = verify(replayed, SENDER, dnsfunc=keys)
+    assert not result.ok
+    assert "headers and the signature of example.org covers 1: a header was added after signing" in result.reason
+
+
+def test_a_header_signed_absent_and_added_later_breaks_the_signature(key_pairs, keys):
+    """h= naming References while the mail had none signs its absence (RFC 6376 section 8.15)."""
+    signed = sign(mail(), key_pairs["author"][0])
+    assert verify(signed, SENDER, dnsfunc=keys).ok
+    assert verify(b"References: <other@evil.example>\n" + signed, SENDER, dnsfunc=keys) == DkimResult(
+        False, "signature does not verify")
+
+
+@pytest.mark.parametrize("left_out, shown", [(b"in-reply-to", "In-Reply-To"), (b"references", "References"),
+                                             (b"message-id", "Message-ID"), (b"date", "Date")])
+def test_a_signature_leaving_out_a_header_patchbot_reads_is_refused(key_pairs, keys, left_out, shown):
+    header = dkim.sign(mail(), b"s1", b"example.org", key_pairs["author"][0],
+                       include_headers=[name for name in SIGNED if name != left_out])
+    result = verify(header + mail(), SENDER, dnsfunc=keys)
+    assert result == DkimResult(False, f"signature of example.org does not cover {shown} (patchbot acts only on what is signed)")
+
+
+def test_two_instances_of_a_read_header_are_refused_even_when_both_are_signed(key_pairs, keys):
+    doubled = mail(extra="In-Reply-To: <other@example.org>\n")
+    header = dkim.sign(doubled, b"s1", b"example.org", key_pairs["author"][0], include_headers=SIGNED + [b"in-reply-to"])
+    result = verify(header + doubled, SENDER, dnsfunc=keys)
+    assert result == DkimResult(False, "the mail has 2 In-Reply-To headers (one is allowed)")
+
+
+def test_an_extra_header_to_cover_can_be_asked_for(key_pairs, keys):
+    signed = sign(mail(extra="X-Original-From: Maint <maint@example.org>\n"), key_pairs["author"][0])
+    result = verify(signed, SENDER, dnsfunc=keys, covering=("from", "x-original-from"))
+    assert result.reason.startswith("signature of example.org does not cover X-Original-From")
