@@ -10,6 +10,7 @@ sandbox.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from patchbot.sources import RawMail
 
 VERA = "Vera Example <vera@example.org>"
 MALLORY = "Mallory <mallory@evil.example>"
+GRACE_S = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def bot(sample_repo, tmp_path):
     with smtp_server(handler) as port:
         config = write_config(tmp_path, sample_repo, port)
         # An incomplete series (Mallory's lone 2/2) is tested with what it has at once.
-        config.write_text(config.read_text() + "\n[serve]\ngrace = 0.01\n")
+        config.write_text(config.read_text() + f"\n[serve]\ngrace = {GRACE_S}\n")
         bot = Bot(config)
         bot.handler = handler
         yield bot
@@ -96,6 +98,7 @@ def test_attack_7_v2_of_a_patch_from_another_sender_does_not_take_over_the_serie
     attack.set("In-Reply-To", vera[2].message_id)
     attack.set("References", f"{vera[0].message_id} {vera[2].message_id}")
     post(bot, attack)
+    time.sleep(GRACE_S * 10)  # past the grace period of Mallory's lone 2/2
     bot.run()
 
     after = series_of(bot, vera[0])
