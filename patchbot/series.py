@@ -129,7 +129,8 @@ def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: dateti
         series_id = series.id
 
     _place(store, series_id, mail_id, mail, number, total, date)
-    store.remember_thread_ids(series_id, (mail.message_id, *mail.thread_ids))
+    store.claim_own_thread_id(series_id, mail.message_id)
+    store.remember_thread_ids(series_id, mail.thread_ids)
     _link_earlier_version(store, store.series(series_id), mail, owns)
     return Filing(mail.kind, series_id, rule)
 

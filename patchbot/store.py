@@ -520,6 +520,16 @@ class Store:
             (series_id, json.dumps(list(message_ids))),
         )
 
+    def claim_own_thread_id(self, series_id: int, message_id: str) -> None:
+        """A patch's or cover letter's own Message-ID leads to the series it is in, whoever named
+        the id first: a stranger's mail that references an id before its mail arrives (a guessed
+        git send-email id) must not draw that thread's replies and commands to the stranger's series."""
+        self._db.execute(
+            "INSERT INTO thread_refs (message_id, series_id) VALUES (?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET series_id = excluded.series_id",
+            (message_id, series_id),
+        )
+
     def series_by_thread(self, message_ids: Sequence[str]) -> SeriesRecord | None:
         """The series of the first of these ids (closest first) that a series' thread holds."""
         # One query, not one per id: a mail may name many (message_ids_in caps a header's).

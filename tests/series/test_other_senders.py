@@ -216,6 +216,24 @@ def test_a_maintainers_dkim_signed_reroll_supersedes_the_authors_series(repo, st
     assert new.supersedes_id == old.id and old.obsolete
 
 
+def test_a_message_id_named_by_a_stranger_before_it_arrives_stays_with_its_own_series(repo, store):
+    """Mallory's patch names Vera's cover letter (a guessed git send-email id) before it arrives:
+    the cover's id once led to Mallory's series, and with it every reply to Vera's cover letter,
+    maintainers' commands included."""
+    vera = veras_series(repo)
+    planted = sent_by(MALLORY, repo.series(["Something"], thread=None))[0]
+    planted.set("References", vera[0].message_id)
+    deliver(store, [planted, *vera])
+    veras, mallorys = series_of(store, vera[0]), series_of(store, planted)
+    assert veras.id != mallorys.id and veras.complete and veras.cover_message_id == vera[0].message_id
+    review = Mail([("From", LUKAS), ("Subject", "Re: [PATCH 0/2] Two things"), ("Message-Id", "<review@example.org>"),
+                   ("In-Reply-To", vera[0].message_id), ("References", vera[0].message_id),
+                   ("Date", "Mon, 01 Mar 2021 18:00:00 +0000")], "patchbot: status\n")
+    deliver(store, [review])
+    assert store.mail(review.message_id).series_id == veras.id
+    assert store.series_by_thread((vera[0].message_id,)).id == veras.id
+
+
 def test_replies_in_the_thread_do_not_put_off_testing_an_incomplete_series(repo, store):
     """The grace period of an incomplete series counts from its own newest mail: a stranger
     replying every few hours must not keep it from ever being tested."""
