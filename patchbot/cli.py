@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from patchbot import PatchbotError, __version__
 from patchbot.config import Config, ConfigError, load_config
-from patchbot.store import Store, default_db_path
+from patchbot.store import Store, default_db_path, is_machine_fault
 
 # Each command imports the stages it drives: `patchbot test` need not load the SMTP client,
 # nor `patchbot series list` the sandbox.
@@ -25,6 +26,7 @@ EXIT_USAGE = 2  # bad arguments (argparse's own code)
 EXIT_UNREADABLE = 3  # a source given to `ingest` could not be read
 EXIT_CONFIG = 4  # the configuration is invalid
 EXIT_NOT_FOUND = 5  # no such series or message
+EXIT_STORE_UNWRITABLE = 75  # the database cannot be written now (sysexits' EX_TEMPFAIL)
 
 EPILOG = f"""\
 exit codes:
@@ -34,6 +36,8 @@ exit codes:
   {EXIT_UNREADABLE}  ingest: a source could not be read (the others were still ingested)
   {EXIT_CONFIG}  the configuration file is invalid (the message names the key)
   {EXIT_NOT_FOUND}  no such series or message
+  {EXIT_STORE_UNWRITABLE} the database cannot be written now (disk full, read-only, I/O error); serve
+      exits so once it could not write for [serve] store_grace seconds, and systemd restarts it
 """
 
 
@@ -113,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     outbox_retry.add_argument("reply_ids", nargs="*", type=int, metavar="ID")
     outbox_retry.set_defaults(run=cmd_outbox_retry)
+
+    requeue_parser = commands.add_parser(
+        "requeue", parents=[shared], help="retry mails set aside because their handling raised",
+        description="A mail whose handling raised (a bug of patchbot's, or a mail it cannot cope with) is "
+        "set aside with its error, and the service goes on; `patchbot status` lists such mails. Once the "
+        "cause is fixed, requeue puts them back: a mail never filed is filed again, a reply is read for "
+        "commands again. A command mail that failed after it was claimed is not acted on a second time: "
+        "its acknowledgement says it was interrupted, as after a crash. Mails that failed for the "
+        "machine's reasons (a full or read-only disk) are never set aside: they are retried by themselves.",
+    )
+    requeue_parser.add_argument("mail_ids", nargs="*", metavar="MAIL_ID",
+                                help="a mail's id as `patchbot status` shows it, or its Message-ID")
+    requeue_parser.add_argument("--all", action="store_true", help="every mail set aside")
+    requeue_parser.set_defaults(run=cmd_requeue)
 
     series_parser = commands.add_parser(
         "series", parents=[shared], help="list and show patch series",
@@ -310,6 +328,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_requeue(args: argparse.Namespace) -> int:
+    if bool(args.mail_ids) == args.all:
+        log.error("requeue: give the ids of mails set aside (see patchbot status), or --all")
+        return EXIT_USAGE
+    store = open_store(args)
+    mail_ids = None
+    if not args.all:
+        mail_ids = []
+        for given in args.mail_ids:
+            mail = store.mail(given if given.startswith("<") else f"<{given}>") if not given.isdigit() else None
+            if not given.isdigit() and mail is None:
+                raise NotFound(f"no mail {given} is stored")
+            mail_ids.append(int(given) if given.isdigit() else mail.id)
+    requeued = store.requeue_mails(mail_ids)
+    for mail_id in mail_ids or []:
+        if mail_id not in requeued:
+            log.warning("requeue: mail %d is not set aside: left as it is", mail_id)
+    sys.stdout.write(f"{len(requeued)} mail{'s' if len(requeued) != 1 else ''} put back: {' '.join(map(str, requeued)) or '-'}\n")
+    return EXIT_OK if requeued or args.all else EXIT_NOT_FOUND
+
+
 def cmd_outbox_list(args: argparse.Namespace) -> int:
     from patchbot.render import render
 
@@ -442,3 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except BrokenPipeError:
         return EXIT_OK  # `patchbot series list | head`: the reader left, nothing went wrong
+    except (sqlite3.Error, OSError) as error:
+        if not is_machine_fault(error):
+            raise
+        log.error("the database or the disk cannot be written now: %s: %s", type(error).__name__, error)
+        return EXIT_STORE_UNWRITABLE

@@ -120,6 +120,7 @@ class ServeConfig:
     poll_s: float = 30.0  # the pipeline runs at least this often, for retries and timers
     lease_s: float = 600.0  # a job whose worker stops renewing is taken over after this long
     drain_s: float = 3600.0  # on SIGTERM, running tests get this long to finish
+    store_grace_s: float = 300.0  # a database that cannot be written this long ends serve (exit 75)
 
 
 @dataclass(frozen=True)
@@ -444,6 +445,7 @@ def _serve(table: _Table) -> ServeConfig:
         workers=table.positive("workers", int, 2), grace_s=table.positive("grace", float, ServeConfig.grace_s),
         poll_s=table.positive("poll", float, 30.0), lease_s=table.positive("lease", float, 600.0),
         drain_s=table.positive("drain", float, 3600.0),
+        store_grace_s=table.positive("store_grace", float, ServeConfig.store_grace_s),
     )
     table.done()
     return serve

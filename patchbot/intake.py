@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -13,7 +14,7 @@ from patchbot.config import Config
 from patchbot.mail import MailRejected, ParsedMail, message_id_for, parse_mail
 from patchbot.series import file_mail, maintainer_vouch
 from patchbot.sources import RawMail, Source, UnreadableSource
-from patchbot.store import MailFacts, Store
+from patchbot.store import MailFacts, Store, is_machine_fault
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ class Status(Enum):
     KNOWN = "already known"
     FILED = "filed"
     REJECTED = "rejected"
-    FAILED = "failed"  # our own error: kept, and retried by `file_new_mails`
+    FAILED = "failed"  # its handling raised: set aside until `patchbot requeue`
 
 
 @dataclass(frozen=True)
@@ -43,26 +44,60 @@ def keep(store: Store, raw: RawMail) -> tuple[str, int | None]:
     return message_id, store.add_mail(message_id, synthetic, raw.data, raw.origin)
 
 
+FILE_STAGE = "file mail"
+MAX_ERROR_TEXT = 500
+
+
 def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received_at: datetime | None = None,
               config: Config | None = None) -> Outcome:
     """Parse a kept mail and file it; bad input is rejected with its reason, never raised.
-    With `config`, its maintainers may re-roll other senders' series (see series.py)."""
-    try:
-        mail = parse_mail(data)
-    except MailRejected as rejection:
-        store.reject_mail(mail_id, "rejected", str(rejection))
-        return Outcome(message_id, Status.REJECTED, reason=rejection.reason.value)
+    With `config`, its maintainers may re-roll other senders' series (see series.py).
+
+    A mail whose parsing or filing raises is set aside with the error (see `set_aside`); the
+    machine's trouble (a full or read-only disk) is raised instead, and the mail stays 'new',
+    to be filed once the machine recovers."""
     try:
         with store.transaction():
+            try:
+                mail = parse_mail(data)
+            except MailRejected as rejection:
+                store.reject_mail(mail_id, "rejected", str(rejection))
+                return Outcome(message_id, Status.REJECTED, reason=rejection.reason.value)
             filing = file_mail(store, mail_id, mail, received_at, maintainer_vouch(config, store, mail_id, data))
             # The series stage may overrule the parser (an unnumbered patch in a known thread).
             rule = mail.kind_rule if filing.kind is mail.kind else filing.rule
             store.record_facts(mail_id, _facts(mail, filing.kind.value, rule))
     except Exception as error:  # a bug of ours must not stop an ingest or lose the mail
-        log.error("cannot file %s: %s: %s", message_id, type(error).__name__, error, exc_info=log.isEnabledFor(logging.DEBUG))
-        store.reject_mail(mail_id, "failed", f"internal error: {type(error).__name__}: {error}")
+        if is_machine_fault(error):
+            raise
+        set_aside(store, mail_id, message_id, FILE_STAGE, error)
         return Outcome(message_id, Status.FAILED, reason="internal error")
     return Outcome(message_id, Status.FILED, kind=filing.kind.value, series_id=filing.series_id, mail_id=mail_id)
+
+
+@contextmanager
+def set_aside_if_it_raises(store: Store, mail_id: int, message_id: str, stage: str) -> Iterator[None]:
+    """Run one mail's handling in a stage; if it raises, set the mail aside and go on with the
+    next one. The machine's trouble is raised: the mail is retried once the machine recovers."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - whatever one mail makes us raise, the others go on
+        if is_machine_fault(error):
+            raise
+        set_aside(store, mail_id, message_id, stage, error)
+
+
+def set_aside(store: Store, mail_id: int, message_id: str, stage: str, error: Exception) -> None:
+    """Mailman's shunt queue: a mail whose handling raised is kept as 'failed' with the stage and
+    the error, logged once, shown by `patchbot status`, and left alone until `patchbot requeue`:
+    one mail that makes patchbot raise must neither stop the service nor be retried at every
+    pass (a command mail that raised in its acknowledgement once crashed every restart)."""
+    # One line without control characters, capped: it may quote the mail, and `status` shows it.
+    text = "".join(ch if ch.isprintable() else " " for ch in f"{type(error).__name__}: {error}")[:MAX_ERROR_TEXT]
+    log.error("%s: %s set aside (%s); `patchbot requeue %d` retries it", stage, message_id, text, mail_id,
+              exc_info=log.isEnabledFor(logging.DEBUG))
+    with store.transaction():
+        store.set_mail_aside(mail_id, stage, text)
 
 
 def take_in(store: Store, raw: RawMail, config: Config | None = None) -> Outcome:

@@ -21,7 +21,7 @@ from patchbot.intake import Status, file_new_mails
 from patchbot.loops import reason_not_to_answer
 from patchbot.outbox import Delivery, enqueue, send_due
 from patchbot.report import result_reply, superseded_reply
-from patchbot.store import SeriesRecord, Store, TestRequest
+from patchbot.store import SeriesRecord, Store, TestRequest, is_machine_fault
 from patchbot.testrun import TestRunError, keep_test_run, run_test
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,32 @@ def request_tests(context: Context) -> None:
     for series in context.store.all_series():
         if series.ignored or not series.patches or (series.obsolete and not series.complete):
             continue
-        reason = _test_reason(context, series, now)
-        if reason is None:
-            continue
-        quiet = _reason_to_stay_quiet(context, series)
-        if quiet:
-            log.info("series %d: not testing: %s", series.id, quiet)
-            continue
-        with context.store.transaction():
-            first_only = reason == COMPLETE
-            if context.store.request_test(series.id, reason, first_only=first_only):
-                log.info("series %d v%d: test requested (%s)", series.id, series.version, reason)
-                context.count("tests requested")
+        try:
+            _request_test_of(context, series, now)
+        except Exception as error:  # noqa: BLE001 - one series' trouble must not hold up the others
+            if is_machine_fault(error):
+                raise
+            if _SERIES_ERRORS.get(series.id) != str(error):  # once, not at every pass
+                log.error("series %d: cannot decide whether to test it: %s: %s", series.id, type(error).__name__, error)
+                _SERIES_ERRORS[series.id] = str(error)
+
+
+_SERIES_ERRORS: dict[int, str] = {}  # the error last logged per series
+
+
+def _request_test_of(context: Context, series: SeriesRecord, now: datetime) -> None:
+    reason = _test_reason(context, series, now)
+    if reason is None:
+        return
+    quiet = _reason_to_stay_quiet(context, series)
+    if quiet:
+        log.info("series %d: not testing: %s", series.id, quiet)
+        return
+    with context.store.transaction():
+        first_only = reason == COMPLETE
+        if context.store.request_test(series.id, reason, first_only=first_only):
+            log.info("series %d v%d: test requested (%s)", series.id, series.version, reason)
+            context.count("tests requested")
 
 
 COMPLETE = "complete series"
@@ -149,6 +163,19 @@ class _ClaimLost(Exception):
     pass
 
 
+def release_after_error(store: Store, request: TestRequest, error: BaseException, claimer: str = CLAIMER) -> None:
+    """A run that raised goes back to the queue, tried again after a wait that doubles with each
+    attempt. If the store cannot take even that, the claim lapses with its lease (only running
+    tests' leases are renewed) and another worker takes the request."""
+    delay = min(RETRY_BASE_S * 2 ** request.attempts, MAX_RETRY_S)
+    try:
+        with store.transaction():
+            store.retry_test_request(request.id, claimer, f"{type(error).__name__}: {error}",
+                                     datetime.now(timezone.utc) + timedelta(seconds=delay))
+    except Exception as store_error:  # noqa: BLE001 - the lease lets go of it instead
+        log.error("test request %d: cannot let go of it now (%s); its claim lapses", request.id, store_error)
+
+
 def claim_test(store: Store, config: Config, claimer: str = CLAIMER) -> TestRequest | None:
     lease = timedelta(seconds=config.serve.lease_s)
     return store.claim_test_request(datetime.now(timezone.utc), claimer, lease, claimer_alive)
@@ -161,6 +188,12 @@ def run_tests(context: Context) -> None:
             tested = test_requested(context.store, context.config, context.work, context.hidden, request)
         except _ClaimLost:
             log.warning("test request %d: taken over by another worker while it ran", request.id)
+            continue
+        except Exception as error:  # noqa: BLE001 - back to the queue, not claimed by a dead run for ever
+            log.error("series %d: test failed: %s: %s", request.series_id, type(error).__name__, error)
+            release_after_error(context.store, request, error)
+            if is_machine_fault(error):
+                raise  # the next claims would meet the same disk
             continue
         context.count({"tested": "series tested", "dropped": "tests dropped",
                        "could not run": "tests that could not run"}[tested.outcome])

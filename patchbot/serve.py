@@ -9,6 +9,11 @@ claim, so a restart resumes where a crash left off and answers nothing twice.
 SIGTERM (and SIGINT) drain: the sources stop (the MTA keeps what it could not deliver), no new
 test starts, running tests get `[serve] drain` seconds, due replies go out, exit 0. SIGHUP
 reloads the configuration; an invalid one is logged and the running one kept.
+
+A mail whose handling raises is set aside (see intake.set_aside) and the service goes on. The
+machine's trouble (a full or read-only disk) is not the mail's: work is retried, the store
+reopened, LMTP answers 451; a database that cannot be written for `[serve] store_grace`
+seconds ends the service with EXIT_STORE_UNWRITABLE, for systemd to restart it.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from patchbot import PatchbotError
 from patchbot.apply import GitError
 from patchbot.claims import CLAIMER
 from patchbot.config import Config, ConfigError, SourcesConfig, load_config
-from patchbot.pipeline import RETRY_BASE_S, STAGES, Context, Tested, claim_test, send_replies, test_requested
-from patchbot.store import Store, StoreError, TestRequest
+from patchbot.pipeline import STAGES, Context, Tested, claim_test, release_after_error, send_replies, test_requested
+from patchbot.store import Store, StoreError, TestRequest, is_machine_fault
 from patchbot.testrun import TestRunError, clean_up_after_crash, secrets_of
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 SCHEDULER_STAGES = tuple((name, stage) for name, stage in STAGES if name != "run tests")
 MAX_SOURCE_BACKOFF_S = 300.0
 MAX_WORKERS = 64  # the pool's size; [serve] workers (reloadable) bounds how many run
+# The database could not be written for [serve] store_grace seconds (sysexits' EX_TEMPFAIL):
+# systemd's Restart=on-failure starts a new process, with new connections.
+EXIT_STORE_UNWRITABLE = os.EX_TEMPFAIL
+STORE_PROBE_S = 5.0  # while the database cannot be written, a write is tried this often
 
 
 @dataclass(frozen=True)
@@ -103,13 +112,48 @@ class PolledSource:
             store.close()
 
 
+class StoreHealth:
+    """Since when the database could not be written, as every thread that writes reports it;
+    the scheduler ends the service once that lasts longer than [serve] store_grace."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None  # time.monotonic() of the first failed write
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self._since is None:
+                self._since = time.monotonic()
+                log.error("store: the database cannot be written: %s: %s; retrying", type(error).__name__, error)
+
+    def wrote(self) -> None:
+        with self._lock:
+            if self._since is not None:
+                log.warning("store: the database can be written again (after %.0f s)", time.monotonic() - self._since)
+                self._since = None
+
+    def unwritable_for(self) -> float | None:
+        """Seconds since the first failed write, None while writes succeed."""
+        since = self._since
+        return None if since is None else time.monotonic() - since
+
+
 class LmtpSource:
     """The LMTP server (aiosmtpd runs it on a thread of its own)."""
 
-    def __init__(self, settings, db_path: Path, wake: Callable[[], None]):
+    def __init__(self, settings, db_path: Path, wake: Callable[[], None], health: StoreHealth):
         from patchbot.sources.lmtp import LmtpController, LmtpDelivery, LmtpSocketController
 
-        delivery = LmtpDelivery(db_path, on_stored=wake)
+        def stored() -> None:
+            health.wrote()
+            wake()
+
+        def not_stored(error: BaseException) -> None:
+            if is_machine_fault(error):
+                health.failed(error)
+                wake()  # the scheduler probes the store and keeps the time
+
+        delivery = LmtpDelivery(db_path, on_stored=stored, on_trouble=not_stored)
         self.socket = settings.socket
         if settings.socket is not None:
             self.name = f"lmtp unix:{settings.socket}"
@@ -149,10 +193,10 @@ def _remove_stale_socket(path: Path) -> None:
     raise PatchbotError(f"{path}: another server is listening on it")
 
 
-def sources_of(config: SourcesConfig, db_path: Path, wake: Callable[[], None]) -> list[RunningSource]:
+def sources_of(config: SourcesConfig, db_path: Path, wake: Callable[[], None], health: StoreHealth) -> list[RunningSource]:
     sources: list[RunningSource] = []
     if config.lmtp is not None:
-        sources.append(LmtpSource(config.lmtp, db_path, wake))
+        sources.append(LmtpSource(config.lmtp, db_path, wake, health))
     if config.maildir is not None:
         from patchbot.sources.maildir import MaildirWatcher
 
@@ -201,6 +245,8 @@ class Service:
         self._sources: list[RunningSource] = []
         self._clean = False  # leftovers of a crash removed
         self._clean_error = ""
+        self._health = StoreHealth()
+        self._stage_errors: dict[str, str] = {}  # the error last logged per stage
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -223,7 +269,7 @@ class Service:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_reload_signal)
-        self._sources = sources_of(self.settings.config.sources, self.db_path, self.wake)
+        self._sources = sources_of(self.settings.config.sources, self.db_path, self.wake, self._health)
         try:
             for source in self._sources:
                 try:
@@ -235,28 +281,51 @@ class Service:
                 log.warning("serve: no [sources] configured: only mail already stored will be handled")
             self._note("serving")
             log.info("serve: started as %s, %d workers", CLAIMER, self.settings.config.serve.workers)
-            self._serve()
+            served = self._serve()
         finally:
             self._stop_sources()
+        if served == EXIT_STORE_UNWRITABLE:
+            return self._give_up()
         self._drain()
         self._note("stopped")
         logging.getLogger("patchbot").removeHandler(self._events)
         return 0
 
-    def _serve(self) -> None:
+    def _serve(self) -> int:
         beat = 0.0
         while not self._stopping:
             if self._reload:
                 self._reload = False
                 self._reload_config()
             self._collect_finished()
-            self._run_stages()
-            self._dispatch_tests()
-            if time.monotonic() - beat >= self._beat_s():
-                self._note("serving")
+            if self._health.unwritable_for() is None:
+                self._run_stages()
+                self._dispatch_tests()
+            if self._health.unwritable_for() is not None or time.monotonic() - beat >= self._beat_s():
+                self._note("serving")  # while the store cannot be written, this is the probe
                 beat = time.monotonic()
-            self._wake.wait(min(self.settings.config.serve.poll_s, self._beat_s()))
+            unwritable = self._health.unwritable_for()
+            grace = self.settings.config.serve.store_grace_s
+            if unwritable is not None and unwritable >= grace:
+                log.critical("serve: the database could not be written for %.0f s ([serve] store_grace): exiting with %d"
+                             " for a restart", unwritable, EXIT_STORE_UNWRITABLE)
+                return EXIT_STORE_UNWRITABLE
+            timeout = min(self.settings.config.serve.poll_s, self._beat_s())
+            if unwritable is not None:
+                timeout = min(timeout, STORE_PROBE_S, grace - unwritable)
+            self._wake.wait(timeout)
             self._wake.clear()
+        return 0
+
+    def _give_up(self) -> int:
+        """The store could not be written for too long: no drain (nothing could be kept), exit
+        at once; running tests run again after the restart, their claims' holder being dead."""
+        logging.getLogger("patchbot").removeHandler(self._events)
+        if self._running:
+            logging.shutdown()
+            os._exit(EXIT_STORE_UNWRITABLE)  # the workers' threads would keep the interpreter alive
+        self._pool.shutdown()
+        return EXIT_STORE_UNWRITABLE
 
     def _beat_s(self) -> float:
         return min(self.settings.config.serve.lease_s / 3, 60.0)
@@ -267,8 +336,15 @@ class Service:
         for name, stage in SCHEDULER_STAGES:
             try:
                 stage(context)
-            except (PatchbotError, sqlite3.Error, OSError) as error:
-                log.error("serve: stage %s failed, will try again: %s", name, error)
+            except Exception as error:  # noqa: BLE001 - no stage's trouble may end the service
+                if is_machine_fault(error):
+                    self._health.failed(error)
+                    return  # the next stages would meet the same disk; the store is probed
+                if self._stage_errors.get(name) != str(error):  # once, not at every pass
+                    log.error("serve: stage %s failed, will try again: %s", name, _error_text(error))
+                    self._stage_errors[name] = str(error)
+            else:
+                self._stage_errors.pop(name, None)
         for name, number in sorted(context.counts.items()):
             log.debug("serve: %s: %d", name, number)
 
@@ -279,7 +355,10 @@ class Service:
             try:
                 request = claim_test(self.store, self.settings.config)
             except (StoreError, sqlite3.Error) as error:
-                log.error("serve: cannot claim a test: %s", error)
+                if is_machine_fault(error):
+                    self._health.failed(error)
+                else:
+                    log.error("serve: cannot claim a test: %s", error)
                 return
             if request is None:
                 return
@@ -312,29 +391,39 @@ class Service:
             self.wake()  # its reply is due now
 
     def _collect_finished(self) -> None:
+        """A worker whose run raised (any exception: its thread ends with it) lets go of its
+        request, which goes back to the queue; it never stays 'running'."""
         for future in [future for future in self._running if future.done()]:
             request = self._running.pop(future)
             error = future.exception()
             if error is None:
                 continue
-            log.error("serve: test of series %d failed: %s: %s", request.series_id, type(error).__name__, error)
-            try:  # let go of it (our leases are renewed while we live): it runs again later
-                with self.store.transaction():
-                    self.store.retry_test_request(request.id, CLAIMER, f"{type(error).__name__}: {error}",
-                                                  datetime.now(timezone.utc) + timedelta(seconds=RETRY_BASE_S))
-            except (StoreError, sqlite3.Error) as store_error:
-                log.error("serve: cannot release test request %d: %s", request.id, store_error)
+            log.error("serve: test of series %d failed: %s", request.series_id, _error_text(error))
+            if is_machine_fault(error):
+                self._health.failed(error)
+            release_after_error(self.store, request, error)
 
     def _note(self, state: str) -> None:
-        """Renew the leases of running tests, note this service and store what it logged."""
+        """Renew the leases of running tests, note this service and store what it logged.
+
+        Only the leases of tests a worker still runs are renewed: a claim left behind (its
+        release failed on a full disk) lapses, and the request is taken again."""
         lease = timedelta(seconds=self.settings.config.serve.lease_s)
+        events = self._events.take()
         try:
             with self.store.transaction():
-                self.store.renew_test_claims(CLAIMER, datetime.now(timezone.utc) + lease)
+                self.store.renew_test_claims(CLAIMER, datetime.now(timezone.utc) + lease,
+                                             [request.id for request in self._running.values()])
                 self.store.note_service(CLAIMER, state, [source.name for source in self._sources])
-                self.store.add_service_events(self._events.take())
-        except (StoreError, sqlite3.Error) as error:
-            log.error("serve: cannot note the service in the store: %s", error)
+                self.store.add_service_events(events)
+        except (StoreError, sqlite3.Error, OSError) as error:
+            self._events.pending.extendleft(reversed(events))  # kept for the next note
+            if is_machine_fault(error):
+                self._health.failed(error)
+            else:
+                log.error("serve: cannot note the service in the store: %s", error)
+        else:
+            self._health.wrote()
 
     def _reload_config(self) -> None:
         try:
@@ -383,6 +472,10 @@ class Service:
             send_replies(context)
         except (PatchbotError, sqlite3.Error, OSError) as error:
             log.error("serve: sending replies: %s", error)
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 class LogLineFormatter(logging.Formatter):

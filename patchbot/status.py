@@ -1,4 +1,4 @@
-"""What `patchbot status` shows: the services, the queue of tests, the outbox, recent errors."""
+"""What `patchbot status` shows: the services, mails set aside, the queue of tests, the outbox, recent errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from patchbot.claims import claimer_alive
 from patchbot.render import render
 from patchbot.store import OutboxItem
-from patchbot.store import ServiceRecord, Store, TestRequest
+from patchbot.store import FailedMail, ServiceRecord, Store, TestRequest
 
 RECENT_EVENTS = 10
 PAST_SERVICES = 3  # stopped or dead services shown, newest first
@@ -19,6 +19,7 @@ class QueueStatus:
     now: datetime
     services: tuple[tuple[ServiceRecord, bool], ...]  # each with whether its process lives
     unfiled_mails: int
+    failed_mails: tuple[FailedMail, ...]  # set aside: their handling raised (`patchbot requeue`)
     running: tuple[TestRequest, ...]  # claimed by a live worker
     waiting: tuple[TestRequest, ...]  # to be claimed (due now)
     retrying: tuple[TestRequest, ...]  # could not start; due later
@@ -43,6 +44,7 @@ def status_of(store: Store, now: datetime) -> QueueStatus:
         now=now,
         services=tuple(entry for entry in services if entry[1] or entry in gone),
         unfiled_mails=store.count_mails().get("new", 0),
+        failed_mails=tuple(store.failed_mails()),
         running=tuple(running), waiting=tuple(waiting), retrying=tuple(retrying),
         outbox=store.outbox_counts(),
         unsent_replies=tuple(sorted(store.replies("held") + store.replies("failed"), key=lambda item: item.id)),
@@ -81,6 +83,12 @@ def status_object(status: QueueStatus) -> dict:
             for service, alive in status.services
         ],
         "unfiled_mails": status.unfiled_mails,
+        "failed_mails": [
+            {"id": mail.id, "message_id": mail.message_id, "stage": mail.stage, "error": mail.error,
+             "failed_at": mail.failed_at.isoformat() if mail.failed_at else None, "subject": mail.subject,
+             "sender": mail.sender}
+            for mail in status.failed_mails
+        ],
         "tests": {name: [_request_object(request) for request in requests] for name, requests in
                   (("running", status.running), ("waiting", status.waiting), ("retrying", status.retrying))},
         "outbox": status.outbox,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from patchbot import PatchbotError
 
+import errno
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -199,11 +200,48 @@ MIGRATIONS: tuple[str, ...] = (
         acted_at TEXT NOT NULL
     )
     """,
+    # 7 -> 8: a mail whose handling raised is set aside (status 'failed') with the stage that
+    # raised and when, until `patchbot requeue` puts it back. Mails marked failed before are
+    # filed again: a full disk marked some, and nothing ever retried them.
+    """
+    ALTER TABLE mails ADD COLUMN failed_stage TEXT;
+    ALTER TABLE mails ADD COLUMN failed_at TEXT;
+    UPDATE mails SET status = 'new', reason = NULL WHERE status = 'failed' AND kind IS NULL
+    """,
 )
 
 
 class StoreError(PatchbotError):
     """The database cannot be opened or is not one of ours."""
+
+
+# SQLite's primary result codes for trouble of the machine, not of what was being written:
+# SQLITE_PERM, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN,
+# SQLITE_BUSY (another process held the lock past the timeout).
+_MACHINE_SQLITE_CODES = {3, 7, 8, 10, 13, 14, 5}
+_MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM}
+
+
+def is_machine_fault(error: BaseException) -> bool:
+    """Whether an error is the machine's (a full or read-only disk, an I/O error, memory), which
+    passes once the machine recovers, rather than something a mail or its handling caused.
+
+    Work that failed for the machine's reasons is retried, never set aside as poison: disk full
+    once marked mails 'failed' for good."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, MemoryError):
+            return True
+        if isinstance(error, sqlite3.Error):
+            code = getattr(error, "sqlite_errorcode", None)
+            if code is not None:
+                return code & 0xFF in _MACHINE_SQLITE_CODES
+            return isinstance(error, sqlite3.OperationalError)
+        if isinstance(error, OSError) and error.errno in _MACHINE_ERRNOS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -215,6 +253,19 @@ class NewMail:
     raw: bytes
     origin: str
     received_at: datetime
+
+
+@dataclass(frozen=True)
+class FailedMail:
+    """A mail set aside because its handling raised."""
+
+    id: int
+    message_id: str
+    stage: str  # the pipeline stage that raised
+    error: str  # exception type and message
+    failed_at: datetime | None
+    subject: str | None  # None: it was never filed
+    sender: str | None
 
 
 @dataclass(frozen=True)
@@ -314,17 +365,42 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._db = self._connect()
+        self._depth = 0
+        # A write failed for the machine's reasons: the next transaction starts on a new
+        # connection. SQLite opens a file it may not write read-only and keeps it so after
+        # the permissions are fixed (LMTP answered 451 for ever); after an I/O error or a
+        # full disk a fresh connection is the documented way back.
+        self._stale = False
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit survives power loss, so "stored" means stored when we answer.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._db = db
             self._migrate()
         except (sqlite3.Error, OSError) as error:
             raise StoreError(f"cannot open the database {self.path}: {error}") from error
-        self._depth = 0
+        return db
+
+    def reopen(self) -> None:
+        """Open a new connection in place of this one (after the machine's trouble); while
+        that fails (StoreError), the old one stays for reading."""
+        old = self._db
+        try:
+            self._connect()
+        except StoreError:
+            self._db = old
+            raise
+        try:
+            old.close()
+        except sqlite3.Error:
+            pass  # a connection in trouble may not close cleanly; the new one is what counts
+        self._stale = False
 
     def close(self) -> None:
         self._db.close()
@@ -369,26 +445,37 @@ class Store:
             try:
                 yield
             except BaseException:
-                self._db.execute(f"ROLLBACK TO {name}")
+                if self._db.in_transaction:  # else SQLite rolled back the whole transaction itself
+                    self._db.execute(f"ROLLBACK TO {name}")
                 raise
             finally:
-                self._db.execute(f"RELEASE {name}")
+                if self._db.in_transaction:
+                    self._db.execute(f"RELEASE {name}")
                 self._depth -= 1
             return
+        if self._stale:
+            self.reopen()
         if not durable:
             self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
+            self._db.execute("BEGIN IMMEDIATE")
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException as error:
+            # SQLite rolls back by itself when a COMMIT meets a full disk or an I/O error;
+            # a ROLLBACK then would raise and hide the error that counts.
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._stale = True
+            if is_machine_fault(error):
+                self._stale = True
+            raise
         finally:
             self._depth = 0
-            if not durable:
+            if not durable and not self._stale:
                 self._db.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
@@ -444,8 +531,43 @@ class Store:
         )
 
     def reject_mail(self, mail_id: int, status: str, reason: str) -> None:
-        """Mark a kept mail as rejected (bad input) or failed (our own error), with the reason."""
+        """Mark a kept mail as rejected (bad input), with the reason."""
         self._db.execute("UPDATE mails SET status = ?, reason = ? WHERE id = ?", (status, reason, mail_id))
+
+    def set_mail_aside(self, mail_id: int, stage: str, error: str) -> None:
+        """A mail whose handling raised (Mailman's shunt queue): kept as 'failed' with the stage
+        and the error, and left alone until `requeue_mails` puts it back. A command mail's
+        claim ends with the same error, so a restart does not take it for interrupted."""
+        self._db.execute("UPDATE mails SET status = 'failed', reason = ?, failed_stage = ?, failed_at = ? WHERE id = ?",
+                         (error, stage, _iso(datetime.now(timezone.utc)), mail_id))
+        self._db.execute("UPDATE command_mails SET outcome = json_object('set aside', ?), claimed_by = NULL"
+                         " WHERE mail_id = ? AND outcome IS NULL", (error, mail_id))
+
+    def failed_mails(self) -> list[FailedMail]:
+        rows = self._db.execute(
+            "SELECT id, message_id, failed_stage, reason, failed_at, subject, sender FROM mails"
+            " WHERE status = 'failed' ORDER BY id"
+        ).fetchall()
+        return [FailedMail(row[0], row[1], row[2] or "file mail", row[3] or "", _moment(row[4]), row[5], row[6])
+                for row in rows]
+
+    def requeue_mails(self, mail_ids: Sequence[int] | None = None) -> list[int]:
+        """Put mails set aside back (all of them with None); returns those put back.
+
+        One never filed is filed again; one filed is read for commands again. A command mail
+        claimed before it failed is not acted on again (its commands may have been): it is
+        treated as interrupted, and its acknowledgement says so."""
+        with self.transaction():
+            failed = [row[0] for row in self._db.execute("SELECT id FROM mails WHERE status = 'failed' ORDER BY id")]
+            chosen = [mail_id for mail_id in failed if mail_ids is None or mail_id in set(mail_ids)]
+            for mail_id in chosen:
+                self._db.execute(
+                    "UPDATE mails SET status = CASE WHEN kind IS NULL THEN 'new' ELSE 'filed' END, reason = NULL,"
+                    " failed_stage = NULL, failed_at = NULL WHERE id = ?", (mail_id,))
+                self._db.execute("UPDATE command_mails SET outcome = NULL, claimed_by = NULL"
+                                 " WHERE mail_id = ? AND json_extract(outcome, '$.\"set aside\"') IS NOT NULL",
+                                 (mail_id,))
+        return chosen
 
     def attach_to_series(self, mail_id: int, series_id: int) -> None:
         self._db.execute("UPDATE mails SET series_id = ? WHERE id = ?", (series_id, mail_id))
@@ -712,10 +834,16 @@ class Store:
         row = self._db.execute(f"SELECT {_REQUEST_COLUMNS} FROM test_requests WHERE id = ?", (request_id,)).fetchone()
         return _test_request(row) if row else None
 
-    def renew_test_claims(self, claimer: str, until: datetime) -> None:
-        """Extend the leases of the requests a live worker is still running."""
-        self._db.execute("UPDATE test_requests SET claimed_until = ? WHERE claimed_by = ? AND done_at IS NULL",
-                         (_iso(until), claimer))
+    def renew_test_claims(self, claimer: str, until: datetime, request_ids: Sequence[int] | None = None) -> None:
+        """Extend the leases of the requests a live worker is still running (only `request_ids`,
+        when given: a claim whose worker ended without letting go must lapse, not live on)."""
+        if request_ids is None:
+            self._db.execute("UPDATE test_requests SET claimed_until = ? WHERE claimed_by = ? AND done_at IS NULL",
+                             (_iso(until), claimer))
+            return
+        self._db.executemany(
+            "UPDATE test_requests SET claimed_until = ? WHERE id = ? AND claimed_by = ? AND done_at IS NULL",
+            [(_iso(until), request_id, claimer) for request_id in request_ids])
 
     def retry_test_request(self, request_id: int, claimer: str, error: str, next_attempt_at: datetime) -> None:
         """A run that could not start (git, the repository): let go of it until `next_attempt_at`."""

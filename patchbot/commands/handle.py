@@ -20,6 +20,7 @@ from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, Decision, aut
 from patchbot.commands.identity import freshness_refusal, identify
 from patchbot.commands.parse import CommandLine, CommandText, commands_in_mail
 from patchbot.config import Config
+from patchbot.intake import set_aside_if_it_raises
 from patchbot.loops import reason_not_to_answer
 from patchbot.mail.headers import formatted_address, message_ids_in
 from patchbot.claims import CLAIMER, claimer_alive
@@ -31,16 +32,21 @@ from patchbot.store import MailRecord, SeriesRecord, Store
 log = logging.getLogger(__name__)
 
 RATE_LIMIT = "rate-limit"
+COMMANDS_STAGE = "handle commands"
 
 
 def handle_new_commands(store: Store, config: Config, work: Path) -> Counter:
     """One pass: mails left half-handled by a crash, then every reply not read yet; counts by name."""
     counts: Counter = Counter()
-    for mail in store.interrupted_command_mails(claimer_alive):
-        _finish(store, config, mail, {"interrupted": True}, render("commands/interrupted.txt"))
-        counts["commands interrupted"] += 1
+    # A claim of our own left open counts too: only this loop reads commands in this process,
+    # so it is one that the machine's trouble (a full disk) broke off in an earlier pass.
+    for mail in store.interrupted_command_mails(lambda claimer: claimer != CLAIMER and claimer_alive(claimer)):
+        with set_aside_if_it_raises(store, mail.id, mail.message_id, COMMANDS_STAGE):
+            _finish(store, config, mail, {"interrupted": True}, render("commands/interrupted.txt"))
+            counts["commands interrupted"] += 1
     for mail in store.unread_command_mails():
-        counts.update(handle_mail(store, config, work, mail))
+        with set_aside_if_it_raises(store, mail.id, mail.message_id, COMMANDS_STAGE):
+            counts.update(handle_mail(store, config, work, mail))
     return counts
 
 

@@ -9,7 +9,6 @@ after, in the pipeline's "file mail" stage, so a mail patchbot cannot parse is s
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from aiosmtpd.lmtp import LMTP
 
 from patchbot.intake import keep
 from patchbot.sources import RawMail
-from patchbot.store import Store, StoreError
+from patchbot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,11 @@ ERR_451 = "451 4.3.0 patchbot cannot store the mail now; please try again later"
 class LmtpDelivery:
     """An aiosmtpd handler that keeps every delivered mail in the store."""
 
-    def __init__(self, db_path: Path, on_stored: Callable[[], None] | None = None):
+    def __init__(self, db_path: Path, on_stored: Callable[[], None] | None = None,
+                 on_trouble: Callable[[BaseException], None] | None = None):
         self.db_path = db_path
         self.on_stored = on_stored  # `patchbot serve` wakes its scheduler
+        self.on_trouble = on_trouble  # and keeps the time while the store cannot be written
         self._store: Store | None = None  # opened in the server's thread: SQLite wants that
 
     async def handle_DATA(self, server, session, envelope) -> str:
@@ -40,8 +41,12 @@ class LmtpDelivery:
                 self._store = Store(self.db_path)
             with self._store.transaction():
                 message_id, mail_id = keep(self._store, RawMail(data, "lmtp"))
-        except (StoreError, sqlite3.Error, OSError) as error:
-            log.error("lmtp: could not store a mail of %d bytes: %s", len(data), error)
+        except Exception as error:  # noqa: BLE001 - whatever it is, 451: the MTA keeps the mail and retries
+            # (the store reopens its connection after the machine's trouble: a database that was
+            # read-only when first opened is written once its permissions are fixed)
+            log.error("lmtp: could not store a mail of %d bytes: %s: %s", len(data), type(error).__name__, error)
+            if self.on_trouble is not None:
+                self.on_trouble(error)
             return ERR_451
         if mail_id is None:
             log.info("lmtp: %s was stored already", message_id)

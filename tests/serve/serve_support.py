@@ -14,8 +14,32 @@ import time
 from email.policy import default
 from pathlib import Path
 
-from patchbot.demo import CapturingHandler, free_port
-from patchbot.sample import write_sample_config
+import pytest
+
+from patchbot.demo import CapturingHandler, free_port, smtp_server
+from patchbot.sample import SAMPLE_MAILS, build_sample_repo, write_sample_config
+from patchbot.sandbox import sandbox_available
+from patchbot.sources.files import source_for
+
+
+# Fixtures of the tests that run the service (a test module imports them by name).
+@pytest.fixture(scope="module")
+def sample_repo(tmp_path_factory):
+    if sandbox_available():
+        pytest.skip(f"no sandbox here: {sandbox_available()}")
+    return build_sample_repo(tmp_path_factory.mktemp("sample") / "aurweb")
+
+
+@pytest.fixture
+def smtp():
+    handler = CapturingHandler()
+    with smtp_server(handler) as port:
+        yield handler, port
+
+
+def sample_mails() -> list[bytes]:
+    """The sample aur-dev mails, in the order the list delivered them."""
+    return [raw.data for raw in source_for(str(SAMPLE_MAILS)).mails()]
 
 
 class ServiceUnderTest:

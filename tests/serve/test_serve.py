@@ -14,12 +14,11 @@ from collections import Counter
 
 import pytest
 from dovecot import NOT_INSTALLED, dovecot_server, installed
-from serve_support import ServiceUnderTest, parsed, series_tags, wait_for
+from serve_support import ServiceUnderTest, parsed, sample_repo, series_tags, smtp, wait_for  # noqa: F401 - fixtures
+from serve_support import sample_mails as _sample_mails
 
-from patchbot.demo import CapturingHandler, smtp_server
-from patchbot.sample import SAMPLE_MAILS, build_sample_repo
+from patchbot.sample import build_sample_repo
 from patchbot.sandbox import sandbox_available
-from patchbot.sources.files import source_for
 
 PATCH = """\
 From: Jane Doe <jane@example.org>
@@ -39,22 +38,6 @@ diff --git a/README.md b/README.md
 """
 
 
-@pytest.fixture(scope="module")
-def sample_repo(tmp_path_factory):
-    if sandbox_available():
-        pytest.skip(f"no sandbox here: {sandbox_available()}")
-    return build_sample_repo(tmp_path_factory.mktemp("sample") / "aurweb")
-
-
-@pytest.fixture
-def smtp():
-    handler = CapturingHandler()
-    with smtp_server(handler) as port:
-        yield handler, port
-
-
-def _sample_mails() -> list[bytes]:
-    return [raw.data for raw in source_for(str(SAMPLE_MAILS)).mails()]
 
 
 def test_serve_answers_mail_delivered_over_lmtp_at_a_real_smtp_server(sample_repo, smtp, tmp_path):

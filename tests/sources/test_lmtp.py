@@ -90,3 +90,38 @@ def test_a_mail_with_lines_longer_than_rfc_5321_allows_is_stored_intact(lmtp, tm
     deliver(long_mail)
     store = Store(tmp_path / "p.db")
     assert store.raw_mail(store.mail("<lmtp.long@example.org>").id) == long_mail
+
+
+def test_a_full_disk_answers_451_and_the_mta_retry_is_stored_once_there_is_room(lmtp, tmp_path):
+    """Never 250 without the commit: on a full disk the MTA keeps the mail, and its retry lands."""
+    from store.small_disk import small_disk
+
+    with small_disk(tmp_path / "disk") as disk:
+        db = disk.path / "p.db"
+        Store(db).close()
+        deliver = lmtp(db)
+        disk.fill()
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            deliver(MAIL)
+        assert refused.value.smtp_code == 451
+        disk.free()
+        deliver(MAIL)  # the MTA's retry
+        assert Store(db).mail("<lmtp.1@example.org>").status == "new"
+
+
+def test_a_database_read_only_at_the_first_delivery_is_written_once_it_may_be(lmtp, tmp_path):
+    """The server opens its connection at the first delivery; SQLite opens a file it may not
+    write read-only and kept that connection so: 451 for ever after the file was fixed."""
+    from store.small_disk import small_disk
+
+    with small_disk(tmp_path / "disk") as disk:
+        db = disk.path / "p.db"
+        Store(db).close()
+        disk.chattr("+i", db)  # the operator restored it with the wrong flags (root ignores chmod)
+        deliver = lmtp(db)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            deliver(MAIL)
+        assert refused.value.smtp_code == 451
+        disk.chattr("-i", db)
+        deliver(MAIL)
+        assert Store(db).mail("<lmtp.1@example.org>").status == "new"
