@@ -66,6 +66,19 @@ def test_another_senders_v2_in_reply_to_a_patch_does_not_take_over_the_series(re
     assert store.mail(attack.message_id).facts.kind_rule != "reroll-partial"
 
 
+def test_another_senders_v2_of_a_single_patch_does_not_supersede_it(repo, store):
+    vera = sent_by(VERA, repo.series(["Fix the RPC info type"], thread=None))
+    deliver(store, vera)
+    before = series_of(store, vera[0])
+    attack = one_patch(repo, "[PATCH v2] Fix the RPC info type", MALLORY, vera[0])
+    deliver(store, [attack])
+    assert_untouched(store, vera, before)
+    assert series_of(store, attack).author == "mallory@evil.example"
+    own = one_patch(repo, "[PATCH v2] Fix the RPC info type", VERA, vera[0], days=2)
+    deliver(store, [own])
+    assert series_of(store, own).supersedes_id == before.id and series_of(store, vera[0]).obsolete
+
+
 def test_the_authors_own_partial_reroll_still_replaces_one_patch(repo, store):
     vera = veras_series(repo)
     fixed = one_patch(repo, "[PATCH v2 2/2] Add b", VERA, vera[2], vera[0])
