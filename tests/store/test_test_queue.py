@@ -92,3 +92,19 @@ def test_claimer_alive_tells_a_dead_process_and_a_reused_pid():
     host, pid, start = CLAIMER.split(":")
     assert not claimer_alive(f"{host}:{pid}:{int(start) + 1}")  # our pid, another process's start
     assert claimer_alive(f"elsewhere.example.org:{pid}:1")  # another machine: only its lease tells
+
+
+def test_a_claim_no_worker_still_runs_lapses_though_its_process_lives(store):
+    """A worker whose run raised and whose release failed (a full disk) leaves its claim behind;
+    the service renews only the requests its workers still run, so that claim lapses."""
+    series = _series(store)
+    with store.transaction():
+        store.request_test(series, "complete series")
+        store.request_test(_series(store, "other"), "complete series")
+    left, running = _claim(store), _claim(store)
+    with store.transaction():
+        store.renew_test_claims("me", NOW + 3 * LEASE, [running.id])
+    assert store.test_request(running.id).claimed_until == NOW + 3 * LEASE
+    assert store.test_request(left.id).claimed_until == NOW + LEASE
+    taken = _claim(store, "me", now=NOW + LEASE + timedelta(seconds=1))  # "me" lives on
+    assert taken.id == left.id
