@@ -144,7 +144,7 @@ def series_reply(store: Store, config: Config, series: SeriesRecord, request: in
     return Reply(
         key=f"series-{series.id}/v{series.version}/result/{request}",
         series_id=series.id,
-        subject=reply_subject(thread.subject),
+        subject=reply_subject(one_line(thread.subject)),  # a subject's escapes are not re-sent
         in_reply_to=thread.message_id,
         references=(*thread.references, thread.message_id),
         to=to,
@@ -156,7 +156,7 @@ def series_reply(store: Store, config: Config, series: SeriesRecord, request: in
 
 def recipients(config: Config, series: SeriesRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """To the list and Cc the author, as configured; To the author when there is no list."""
-    author = formatted_address(series.author_name, series.author)  # never raises on "jörg@..." (RFC 6532)
+    author = formatted_address(one_line(series.author_name), series.author)  # never raises on "jörg@..." (RFC 6532)
     if config.mail.list_address is None:
         return (author,), ()
     return (config.mail.list_address,), ((author,) if config.mail.cc_author else ())

@@ -9,6 +9,7 @@ operator's terminal. Every surface goes through this one module:
 - `one_line`: names, messages, subjects: whitespace (newlines included) folded to one space,
   terminal escape sequences dropped, other control and format characters shown escaped;
 - `printable`: multi-line text (excerpts, logs): the same, but newlines and tabs kept;
+- `without_line_breaks`: what a terminal template shows of any value (patchbot.render);
 - `without_machine_details`: for the list's eyes, no paths of the bot's machine nor process ids.
 
 Escaped means shown as Python writes it (`\\x1b`, `\\u202e`): visible, so that a spoof attempt
@@ -58,6 +59,14 @@ def printable(text: str) -> str:
     """
     text = _ESCAPE_SEQUENCE.sub("", text.replace("\r\n", "\n"))
     return _UNSAFE.sub(_escaped, text)
+
+
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def without_line_breaks(text: str) -> str:
+    """Each line break a space, and nothing else changed (a table's padding stays)."""
+    return _LINE_BREAK.sub(" ", text)
 
 
 def one_line(text: str, limit: int | None = None) -> str:

@@ -7,7 +7,8 @@ put text anywhere it is shown (issue 11 item 8: a 64 MB JUnit file of tiny eleme
 bot 1.6 GB; names with `&#10;` wrote lines of their own into a reply):
 
 - JUnit is read as a stream (expat fed 64 KiB at a time, each case dropped once read), never
-  as a tree; at most MAX_REPORT_BYTES are read and elements nest at most MAX_DEPTH deep;
+  as a tree; at most MAX_REPORT_BYTES are read, MAX_ELEMENTS elements (each costs a call into
+  Python: 16 million tiny ones took a minute), nested at most MAX_DEPTH deep;
 - no DTD at all: entity declarations are how XML bombs (billion laughs, which expat would
   expand) and external reads work, and JUnit writers never emit one;
 - counts stay exact, details are capped: names and messages are one line (`safe_text.one_line`)
@@ -32,6 +33,7 @@ from patchbot.safe_text import one_line, printable
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 MAX_CASES = 100_000
 MAX_DEPTH = 64
+MAX_ELEMENTS = 2_000_000  # 20 per case at MAX_CASES: properties, system-out, system-err, ...
 MAX_NAME_CHARS = 1_000
 MAX_MESSAGE_CHARS = 1_000
 MAX_DETAIL_CHARS = 4_000
@@ -274,6 +276,7 @@ class _JunitReader:
     def __init__(self, parser: expat.XMLParserType) -> None:
         self.parser = parser
         self.depth = 0
+        self.elements = 0
         self.case: _CaseBeingRead | None = None
         self.cases: list[TestCase] = []
 
@@ -286,8 +289,10 @@ class _JunitReader:
     def start(self, tag: str, attributes: dict[str, str]) -> None:
         # Called for every element: a hostile report has millions, so this stays short.
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ReportError(f"elements nested more than {MAX_DEPTH} deep")
+        self.elements += 1
+        if self.depth > MAX_DEPTH or self.elements > MAX_ELEMENTS:
+            raise ReportError(f"elements nested more than {MAX_DEPTH} deep" if self.depth > MAX_DEPTH
+                              else f"more than {MAX_ELEMENTS} elements")
         if self.case is None:
             if tag == "testcase":
                 self._start_case(attributes)

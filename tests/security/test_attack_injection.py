@@ -36,7 +36,7 @@ from patchbot.safe_text import one_line, printable
 from patchbot.sources import RawMail
 from patchbot.store import SeriesRecord, StoredTestRun, Store
 from patchbot.suites import SuitePlan
-from patchbot.testreports import MAX_CASES, Outcome, ReportError, TestCase, TestReport, parse_junit, parse_tap
+from patchbot.testreports import MAX_CASES, MAX_ELEMENTS, Outcome, ReportError, TestCase, TestReport, parse_junit, parse_tap
 from patchbot.testrun import TestRun, keep_test_run
 
 LIST = "aur-dev@lists.archlinux.org"
@@ -232,9 +232,12 @@ def tiny_element_report(path: Path, start: bytes, element: bytes, end: bytes) ->
 @pytest.mark.parametrize("start, element, end, outcome", [
     # 3.3 million cases: refused once the case past the limit is read.
     pytest.param(b"", b'<testcase name="t"/>', b"", f"refused: more than {MAX_CASES} test cases", id="tiny-testcases"),
-    # 16 million elements inside one case: every one is read, none is kept (this one takes a while).
-    pytest.param(b'<testcase classname="t" name="holder">', b"<x/>", b"</testcase>", "read 1 cases",
-                 id="tiny-elements-read-to-the-end"),
+    # 16 million elements inside one case: none is kept, and reading stops at the element limit.
+    pytest.param(b'<testcase classname="t" name="holder">', b"<x/>", b"</testcase>",
+                 f"refused: more than {MAX_ELEMENTS} elements", id="tiny-elements"),
+    # 64 MB of failure text in pieces: read to the end, only its last few thousand characters kept.
+    pytest.param(b'<testcase classname="t" name="holder"><failure>', b"x&amp;y\n" * 8, b"</failure></testcase>",
+                 "read 1 cases", id="one-huge-failure-text"),
 ])
 def test_attack_8_a_64_mb_junit_file_of_tiny_elements_is_read_in_bounded_memory(tmp_path, start, element, end, outcome):
     path = tiny_element_report(tmp_path / "python.xml", start, element, end)
@@ -339,6 +342,24 @@ def test_attack_8_series_show_prints_forged_test_names_on_one_line(store, tmp_pa
     new_failure = [line for line in text.split("\n") if "new failure:" in line]
     assert len(new_failure) == 1 and "every suite passed" in new_failure[0] and "patchbot: apply" in new_failure[0]
     assert not any(line.startswith(("patchbot:", "-- ", "This patch")) for line in text.split("\n"))
+
+
+def test_attack_8_a_subject_with_escapes_and_bidi_prints_inert_in_series_list_and_show(store, tmp_path):
+    # RFC 2047 lets a subject carry any byte: ESC (=1B), CR LF, a right-to-left override (=E2=80=AE).
+    subject = "=?utf-8?q?rpc=3A_fix=1B]52;c;ZXZpbA=3D=3D=07=1B[2J=0D=0A--_=0D=0A=E2=80=AEgnissap?="
+    mail = (f"From: Mallory <mallory@example.org>\nTo: {LIST}\nSubject: [PATCH] {subject}\n"
+            "Message-Id: <escapes@example.org>\nDate: Mon, 30 Nov 2026 09:00:00 +0000\n"
+            "Content-Type: text/plain; charset=UTF-8\n\nA change.\n\n---\n a | 1 +\n\n"
+            "diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1,2 @@\n a\n+b\n-- \n2.30.0\n")
+    series_id = take_in(store, RawMail(mail.encode(), "test")).series_id
+    for command in (("series", "list"), ("series", "show", str(series_id)),
+                    ("message", "show", "escapes@example.org")):
+        shown = patchbot(tmp_path / "patchbot.db", *command)
+        assert shown.returncode == 0, shown.stderr
+        text = shown.stdout.decode()
+        assert not any(is_unsafe(character) for character in text), (command, text)
+        assert "]52;" not in text and "\\u202egnissap" in text, (command, text)
+        assert not any(line.startswith("-- ") for line in text.split("\n")), (command, text)
 
 
 # -- item 11: "could not run" replies showed cgroup paths and process ids -----------------------------
