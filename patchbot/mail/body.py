@@ -75,12 +75,14 @@ def first_text_part(message: Message) -> BodyPart:
     From the top: a multipart/alternative shows its text/plain child (its text/html twin is
     kept, to compare); any other multipart (mixed, related, signed) shows its first part only,
     since what follows is attached; a part marked `Content-Disposition: attachment` is never
-    the body. A maintainer's reply that attached a log with `patchbot: apply ... force` in it
-    made patchbot apply, when commands were read from every text part.
+    the body, nor is a forwarded mail (message/rfc822). A maintainer's reply that attached a
+    log with `patchbot: apply ... force` in it made patchbot apply, when commands were read
+    from every text part.
     """
     part = message
     for _ in range(MAX_BODY_DEPTH):
-        if _is_attachment(part):
+        # A message/rfc822 part is a forwarded mail: someone else's words, whatever they say.
+        if _is_attachment(part) or (part is not message and _content_type(part).startswith("message/")):
             return BodyPart("", None)
         if not part.is_multipart():
             if _content_type(part) != "text/plain":
@@ -119,4 +121,6 @@ def _is_attachment(part: Message) -> bool:
 
 
 def _lf(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # A lone CR is not a line break here: "see the log:\rpatchbot: apply ..." shows as one line
+    # in many clients, and a command must start a line its sender saw.
+    return text.replace("\r\n", "\n")

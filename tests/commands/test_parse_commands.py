@@ -85,10 +85,16 @@ def _mail(content_type: str, body: str) -> bytes:
     ("--b\nContent-Type: text/plain\nContent-Disposition: attachment\n\npatchbot: retest\n--b--\n", []),
     ("--b\nContent-Type: text/html\n\n<p>patchbot: retest</p>\n--b\nContent-Type: text/plain\n\npatchbot: retest\n--b--\n", []),
     ("--b\nContent-Type: application/octet-stream\n\npatchbot: retest\n--b--\n", []),
-], ids=["second part", "first part, not the attachment", "attachment first", "html first", "not text"])
+    ("--b\nContent-Type: message/rfc822\n\nFrom: m@evil.example\nSubject: x\n\npatchbot: retest\n--b--\n", []),
+], ids=["second part", "first part, not the attachment", "attachment first", "html first", "not text", "forwarded mail"])
 def test_commands_come_from_the_first_text_part_only(body, found):
     read = commands_in_mail(_mail('multipart/mixed; boundary="b"', body))
     assert [line.verb for line in read.lines] == found and read.refusal is None
+
+
+def test_a_lone_cr_does_not_start_a_command_line():
+    read = commands_in_mail(_mail("text/plain", "The log says: ok\rpatchbot: apply master v1 force\r\npatchbot: status\r\n"))
+    assert [line.verb for line in read.lines] == ["status"]
 
 
 def test_a_text_part_inside_an_alternative_inside_mixed_is_the_body():
