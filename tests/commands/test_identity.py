@@ -11,7 +11,7 @@ import pytest
 
 from commands_support import SIGNED_HEADERS, DkimKeys
 from patchbot.commands.identity import freshness_refusal, identify
-from patchbot.config import CommandsConfig, Config, MailConfig
+from patchbot.config import CommandsConfig, Config, MailConfig, load_config
 from patchbot.intake import take_in
 from patchbot.mail import parse_mail
 from patchbot.sources import RawMail
@@ -151,3 +151,14 @@ def test_the_parsed_author_label_needs_from_to_be_the_list():
     listed = reply(sender=f'"Maint via aur-dev" <{LIST}>',
                    extra=f"X-Original-From: maint@example.org\nList-Post: <mailto:{LIST}>\n")
     assert parse_mail(listed.data).sender.addr == "maint@example.org" and parse_mail(listed.data).via_list
+
+
+def test_max_age_days_is_read_from_the_config(tmp_path, thread, keys):
+    path = tmp_path / "patchbot.toml"
+    path.write_text(f'[mail]\nlist = "{LIST}"\n\n[commands]\nmaintainers = ["maint@example.org"]\nmax_age_days = 2\n')
+    config = load_config(path)
+    assert config.commands.require_dkim and config.commands.max_age_days == 2
+    mail = keys.sign(reply(date=datetime.now(timezone.utc) - timedelta(days=3)), "example.org")
+    record = filed(thread, mail)
+    identity = identify(mail.data, record, config, thread, dnsfunc=keys.records.get)
+    assert "more than 2 days" in freshness_refusal(identity, record, config, thread)
