@@ -70,14 +70,18 @@ COMMAND_HEADERS = ("from", "message-id", "in-reply-to", "references", "subject",
 class DkimResult:
     ok: bool
     reason: str  # "signature of example.org verifies", or why not
-    # On success: the covering headers present, (lower-case name, value as the signature covered
-    # it), and the b= value of the signature that passed (white space removed).
+    # On success: every header the signature covers that the mail has, (lower-case name, value as
+    # signed), and the b= value of the signature that passed (white space removed).
     signed: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     signature: str = field(default="", compare=False)
 
     def value(self, name: str) -> str | None:
         """A covered header's value as signed; None when the mail has none (its absence is signed)."""
         return next((value for key, value in self.signed if key == name), None)
+
+    def values(self, name: str) -> list[str]:
+        """Every signed instance of a header (To and Cc may come more than once)."""
+        return [value for key, value in self.signed if key == name]
 
 
 def verify(raw: bytes, sender: str, dnsfunc: DnsLookup | None = None,
@@ -184,8 +188,9 @@ def _check_one(raw: bytes, index: int, sender_domain: str, lookup: DnsLookup, co
         return DkimResult(False, f"signature does not verify: {_describe(error)}")
     if not good:
         return DkimResult(False, "signature does not verify")
-    signed = tuple((name.decode("ascii").lower(), value.decode("ascii", "surrogateescape"))
-                   for name, value in signer.headers if name.lower().decode("ascii", "replace") in covering)
+    # Every instance of a header h= names is signed (no more instances than h= names them).
+    signed = tuple((name.decode("ascii", "replace").lower(), value.decode("ascii", "surrogateescape"))
+                   for name, value in signer.headers if name.lower() in include_headers)
     signature = re.sub(rb"\s+", b"", fields[b"b"]).decode("ascii", "replace")
     return DkimResult(True, f"signature of {domain} verifies", signed, signature)
 

@@ -102,6 +102,9 @@ def believed_sender(raw: bytes, config: Config,
     differs = _differs_from_signed(raw, result, covering, head)
     if differs:
         return Identity.refused(differs), None
+    unaddressed = _not_sent_to_patchbot(result, config)
+    if unaddressed:
+        return Identity.refused(unaddressed), None
     return Identity(person, signature=result.signature, date=date_of(result.value("date")), via_list=via_list), result
 
 
@@ -158,6 +161,22 @@ def _differs_from_signed(raw: bytes, result: dkim.DkimResult, covering: tuple[st
     for name in covering:
         if checks[name](result.value(name)) != read[name]:
             return f"what patchbot read of its {dkim.shown_header(name)} header is not what the signature covers"
+    return None
+
+
+def _not_sent_to_patchbot(result: dkim.DkimResult, config: Config) -> str | None:
+    """Why the signed To and Cc show the mail was not sent to the list (or patchbot), or None.
+
+    A maintainer's private answer to a patch's author ("patchbot: apply master v1 once you fix
+    this") is signed too; its recipient could send it on to the list within the age limit.
+    """
+    ours = [address.addr for address in (address_of(config.mail.list_address), address_of(config.mail.sender)) if address]
+    if not config.mail.list_address:
+        return None
+    recipients = {address.addr for name in ("to", "cc") for value in result.values(name) for address in addresses_of(value)}
+    if recipients.isdisjoint(ours):
+        return (f"it was not sent to {config.mail.list_address}: its signed To and Cc do not name it"
+                " (a private mail sent on to the list does not count)")
     return None
 
 

@@ -162,3 +162,20 @@ def test_max_age_days_is_read_from_the_config(tmp_path, thread, keys):
     record = filed(thread, mail)
     identity = identify(mail.data, record, config, thread, dnsfunc=keys.records.get)
     assert "more than 2 days" in freshness_refusal(identity, record, config, thread)
+
+
+@pytest.mark.parametrize("to, cc, headers, refused", [
+    ("Kevin <kevin@example.org>", None, SIGNED_HEADERS, True),
+    ("Kevin <kevin@example.org>", f"aur-dev <{LIST}>", (*SIGNED_HEADERS, b"cc"), False),
+    ("Kevin <kevin@example.org>", f"aur-dev <{LIST}>", SIGNED_HEADERS, True),  # Cc added, unsigned
+    (LIST, None, tuple(h for h in SIGNED_HEADERS if h != b"to"), True),  # To not signed
+], ids=["private", "list in signed Cc", "list in unsigned Cc", "To unsigned"])
+def test_a_signed_command_counts_only_when_sent_to_the_list(thread, keys, to, cc, headers, refused):
+    raw = reply().data.replace(f"To: {LIST}\n".encode(), f"To: {to}\n".encode() + (f"Cc: {cc}\n".encode() if cc else b""))
+    signed = keys.sign(RawMail(raw, "test"), "example.org", headers=headers)
+    if cc and b"cc" not in headers:
+        signed = RawMail(signed.data.replace(f"Cc: {cc}\n".encode(), b"") .replace(b"\n\n", f"\nCc: {cc}\n\n".encode(), 1), "test")
+    identity = identify(signed.data, filed(thread, signed), CONFIG, thread, dnsfunc=keys.records.get)
+    assert (identity.refusal is not None) == refused, identity.refusal
+    if refused:
+        assert "it was not sent to aur-dev@lists.example.org" in identity.refusal

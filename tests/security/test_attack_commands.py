@@ -130,6 +130,19 @@ def test_attack_2_signature_that_does_not_cover_the_thread_headers_is_refused(ma
     assert "does not cover References" in s.answer_to(signed)
 
 
+def test_attack_2_a_maintainers_private_signed_answer_sent_on_to_the_list_is_refused(make, bare, keys):
+    """Lukas answered the port's author privately ("patchbot: apply master v1 force, once the test
+    passes"); the recipient sends the signed mail on to the list unchanged, within the age limit."""
+    s = make(push_url=bare, require_dkim=True)
+    before = master(bare)
+    private = command_mail("Fix the test first, then\n\npatchbot: apply master v1 force\n", parent=PY_PORT)
+    private = keys.sign(RawMail(private.data.replace(f"To: {LIST}\n".encode(), b"To: fred@example.org\n"), "test"),
+                        "example.org")
+    s.send(private)
+    assert master(bare) == before
+    assert f"it was not sent to {LIST}" in s.answer_to(private)
+
+
 # -- 3: a confused deputy: text a maintainer carried but did not write ---------------------------
 
 
