@@ -2,21 +2,77 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from patchbot.config import load_config
 from patchbot.suites import plan_suites
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+PINNED = DEPLOY / "aurweb" / "pinned-requirements"
+
+# Which of the suites' `requires` paths each era of aurweb's tree has (from its history).
+MASTER_2020 = {"test/sharness.sh", "web/html/index.php"}  # c4f4ac51, 2020-08-27
+MASTER_2021 = MASTER_2020 | {"aurweb/spawn.py"}  # 5be07a8a, 2021-02-20
+PU_2021 = MASTER_2021 | {"test/test_exceptions.py"}  # 4b760968, 2021-06-05
+
+
+def _suites(paths: list[str], present: set[str]) -> list[str]:
+    return [suite.name for suite in plan_suites(paths, load_config(DEPLOY / "aurweb.toml"), present.__contains__).run]
 
 
 def test_aurweb_config_is_valid_and_routes_by_stack():
     config = load_config(DEPLOY / "aurweb.toml")
     assert config.repository.tag_branches["pu"] == "pu"
-    on_pu = lambda path: True  # noqa: E731 - every suite's files exist on pu
-    before_port = lambda path: path in ("test/sharness.sh", "web/html/index.php")  # noqa: E731
-    assert [s.name for s in plan_suites(["web/html/rpc.php"], config, on_pu).run] == ["php-lint", "smoke"]
-    assert [s.name for s in plan_suites(["aurweb/rpc.py"], config, on_pu).run] == ["sharness", "pytest", "smoke"]
-    assert [s.name for s in plan_suites(["schema/aur-schema.sql"], config, before_port).run] == ["sharness", "php-lint"]
-    assert plan_suites(["doc/rpc.txt", "po/de.po"], config, on_pu).run == ()
+    assert _suites(["web/html/rpc.php"], PU_2021) == ["php-lint", "smoke"]
+    assert _suites(["aurweb/rpc.py"], PU_2021) == ["sharness", "pytest", "smoke"]
+    assert _suites(["doc/rpc.txt", "po/de.po"], PU_2021) == []
     assert config.environments["venv"].network and "setup.py" in config.environments["venv"].key_files
+
+
+@pytest.mark.parametrize("schema_path", ["schema/aur-schema.sql", "aurweb/schema.py", "migrations/versions/f47cad5d6d03_initial_revision.py"])
+def test_aurweb_schema_change_runs_both_stacks_in_every_era(schema_path):
+    assert _suites([schema_path], MASTER_2020) == ["sharness", "php-lint"]
+    assert _suites([schema_path], PU_2021) == ["sharness", "pytest", "php-lint", "smoke"]
+
+
+def test_aurweb_pytest_runs_wherever_test_files_exist_without_conftest():
+    assert "pytest" not in _suites(["aurweb/scripts/notify.py"], MASTER_2021)
+    assert "pytest" in _suites(["aurweb/scripts/notify.py"], PU_2021)  # no test/conftest.py until 2021-11-17
+    assert "smoke" not in _suites(["web/html/index.php"], MASTER_2020)  # aurweb.spawn came 2021-02-20
+
+
+def test_aurweb_environment_names_its_pinned_files_and_they_exist():
+    venv = load_config(DEPLOY / "aurweb.toml").environments["venv"]
+    assert {path.name for path in venv.pinned_files} == {"pinned-requirements", "requirements-2020.txt", "python311-overrides.txt"}
+    assert '"$PATCHBOT_PINNED/pinned-requirements"' in venv.command
+
+
+def _pins(tree: Path) -> dict[str, str]:
+    out = subprocess.run([sys.executable, str(PINNED), str(tree)], capture_output=True, text=True, check=True).stdout
+    return dict(line.split("==") for line in out.splitlines())
+
+
+def test_pinned_requirements_follow_the_trees_layout(tmp_path):
+    # setup.py alone (2020): the shipped set, with the Python 3.11 replacements applied.
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(name='aurweb')\n")
+    pins = _pins(tmp_path)
+    assert pins["sqlalchemy"] == "1.3.23" and pins["pyalpm"] == "0.10.6" and pins["lxml"] == "4.9.1"
+    assert "typing" not in pins  # a backport that only shadows the standard library
+    # requirements.txt (2021-08): its pins, plus what pacman used to provide.
+    (tmp_path / "requirements.txt").write_text("# General\nfastapi==0.66.0\norjson==3.6.3\nSQLAlchemy==1.3.23\n")
+    assert _pins(tmp_path) == {"fastapi": "0.66.0", "orjson": "3.7.12", "sqlalchemy": "1.3.23",
+                               "pyalpm": "0.10.6", "srcinfo": "0.0.8"}
+    # poetry.lock (2021-09 on) wins over a requirements.txt left beside it.
+    (tmp_path / "poetry.lock").write_text('[[package]]\nname = "greenlet"\nversion = "1.1.2"\n\n'
+                                          '[[package]]\nname = "Jinja2"\nversion = "3.0.1"\n')
+    assert _pins(tmp_path) == {"greenlet": "1.1.3", "jinja2": "3.0.1", "pyalpm": "0.10.6", "srcinfo": "0.0.8"}
+
+
+def test_pinned_requirements_refuse_a_line_that_is_not_a_pin(tmp_path):
+    (tmp_path / "requirements.txt").write_text("fastapi>=0.66\n")
+    result = subprocess.run([sys.executable, str(PINNED), str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode != 0 and "not a pin: 'fastapi>=0.66'" in result.stderr
