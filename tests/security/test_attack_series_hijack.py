@@ -23,6 +23,7 @@ from patchbot.sources import RawMail
 
 VERA = "Vera Example <vera@example.org>"
 MALLORY = "Mallory <mallory@evil.example>"
+LUKAS = "Lukas Fleischer <lukas@example.org>"  # the sample config's maintainer
 GRACE_S = 0.01
 
 
@@ -43,12 +44,23 @@ def patches(sample_repo, tmp_path) -> PatchRepo:
 
 
 @pytest.fixture
-def bot(sample_repo, tmp_path):
+def pushed(sample_repo, tmp_path) -> Path:
+    """Where "patchbot: apply" pushes: a real bare repository."""
+    path = tmp_path / "pushed.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(sample_repo), str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def bot(sample_repo, pushed, tmp_path):
     handler = Handler()
     with smtp_server(handler) as port:
         config = write_config(tmp_path, sample_repo, port)
+        text = config.read_text()
+        assert 'default_branch = "master"\n' in text and "\nrequire_dkim = false\n" in text
+        text = text.replace('default_branch = "master"\n', f'default_branch = "master"\npush_url = "{pushed}"\n')
         # An incomplete series (Mallory's lone 2/2) is tested with what it has at once.
-        config.write_text(config.read_text() + f"\n[serve]\ngrace = {GRACE_S}\n")
+        config.write_text(text + f"\n[serve]\ngrace = {GRACE_S}\n")
         bot = Bot(config)
         bot.handler = handler
         yield bot
@@ -85,7 +97,7 @@ def series_of(bot: Bot, mail: Mail):
     return bot.store.series(bot.store.mail(mail.message_id).series_id)
 
 
-def test_attack_7_v2_of_a_patch_from_another_sender_does_not_take_over_the_series(bot, patches):
+def test_attack_7_v2_of_a_patch_from_another_sender_does_not_take_over_the_series(bot, patches, pushed):
     vera = sent_by(VERA, patches.series(["Document search", "Document info"], cover="Document the RPC",
                                         files=docs("search", "info")))
     post(bot, *vera)
@@ -123,6 +135,18 @@ def test_attack_7_v2_of_a_patch_from_another_sender_does_not_take_over_the_serie
     assert "vera@example.org" not in str(reply["To"]) + str(reply["Cc"])
     # Vera's own reply never said anything of the kind.
     assert "series of its own" not in body(replies_to(bot, vera[0])[0])
+
+    # The maintainer applies Vera's series: it is pushed, with Vera's patches only.
+    command = Mail([("From", LUKAS), ("To", LIST), ("Subject", "Re: [PATCH 0/2] Document the RPC"),
+                    ("Message-Id", "<apply.vera@example.org>"), ("In-Reply-To", vera[0].message_id),
+                    ("References", vera[0].message_id), ("Date", "Mon, 01 Mar 2021 18:00:00 +0000")],
+                   "Thanks, applying.\n\npatchbot: apply master v1\n")
+    post(bot, command)
+    [answer] = replies_to(bot, command)
+    assert "applied to master and pushed" in body(answer), body(answer)
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "master"], cwd=pushed, check=True,
+                           capture_output=True, text=True).stdout.split()
+    assert "doc/search.md" in files and "doc/info.md" in files and "doc/info-evil.md" not in files
 
 
 def test_attack_7_cover_letter_from_another_sender_does_not_rebase_or_rethread_the_series(bot, patches):
