@@ -437,3 +437,44 @@ def test_a_huge_line_without_a_directive_is_read_in_linear_time():
 def test_tap_plan_beyond_the_case_limit_is_refused():
     with pytest.raises(ReportError):
         parse_tap("1..999999999\n")
+
+
+# -- caps: counts stay exact, text is bounded ------------------------------------------------
+
+
+def test_only_the_first_failures_keep_their_text(monkeypatch):
+    monkeypatch.setattr(testreports, "MAX_DETAILED_FAILURES", 2)
+    data = b"<testsuite>" + b'<testcase name="t"><failure message="why">trace</failure></testcase>' * 3 + b"</testsuite>"
+    report = parse_junit(data)
+    assert report.failed == 3
+    assert [case.detail for case in report.cases] == ["trace", "trace", ""]
+    assert all(case.message == "why" for case in report.cases)
+
+
+def test_junit_read_from_an_open_file_is_read_as_from_bytes(tmp_path):
+    (tmp_path / "report.xml").write_bytes(PHPUNIT_JUNIT)
+    with (tmp_path / "report.xml").open("rb") as report:
+        assert parse_junit(report) == parse_junit(PHPUNIT_JUNIT)
+
+
+def test_a_failure_text_in_many_pieces_keeps_its_end_and_says_how_much_was_cut():
+    text = "".join(f"line {n}\n" for n in range(100_000)) + "the cause"
+    data = f'<testsuite><testcase name="t"><failure>{text}</failure></testcase></testsuite>'.encode()
+    detail = parse_junit(data).cases[0].detail
+    cut = int(detail.split(" ", 2)[1])
+    assert detail.endswith("the cause") and cut + len(detail.split("\n", 1)[1]) == len(text)
+
+
+def test_tap_diagnostics_keep_their_last_lines():
+    diagnostics = "".join(f"# line {n}\n" for n in range(10_000))
+    case = parse_tap(f"1..1\nnot ok 1 - search\n# first\n{diagnostics}").cases[0]
+    assert case.message == "first"
+    assert case.detail.endswith("# line 9999") and "# line 100\n" not in case.detail
+    assert len(case.detail) <= MAX_DETAIL_CHARS + 50
+
+
+def test_names_and_messages_are_one_printable_line():
+    data = ('<testsuite><testcase classname="a&#10;b" name="c&#13;&#10;d&#x202E;">'
+            '<failure message="x&#133;y&#10;z">t</failure></testcase></testsuite>').encode()
+    case = parse_junit(data).cases[0]
+    assert (case.name, case.message) == ("a b::c d\\u202e", "x y")  # the message: its first line
