@@ -90,8 +90,11 @@ def _believed_sender(store: Store, config: Config, mail: MailRecord, raw: bytes,
     mail too old or acting a second time."""
     identity = identify(raw, mail, config, store)
     sender = identity.address or mail.facts.sender.lower()
-    reason = identity.refusal or read.refusal or freshness_refusal(identity, mail, config, store)
-    return sender, Decision(False, "identity", reason) if reason else None
+    for rule, reason in (("identity", identity.refusal), ("html-twin", read.refusal)):
+        if reason:
+            return sender, Decision(False, rule, reason)
+    reason = freshness_refusal(identity, mail, config, store)
+    return sender, Decision(False, "replay", reason) if reason else None
 
 
 def _outcome(context: CommandContext, series: SeriesRecord, line: CommandLine, refusal, over_limit: bool) -> CommandOutcome:
