@@ -42,16 +42,3 @@ def authorize(allowed: tuple[str, ...], sender: str, series: SeriesRecord, confi
     else:
         reason = "only the maintainers may use it"
     return Decision(False, EVERYONE_ELSE, reason)
-
-
-def dkim_refusal(raw: bytes, sender: str, config: Config) -> Decision | None:
-    """None when a mail not filed yet may be taken as `sender`'s (the check of identity.py,
-    without the thread: a maintainer's re-roll of another's series); else why not."""
-    from patchbot.commands.identity import believed_sender  # identity reads mail, which series.py files
-
-    identity, _ = believed_sender(raw, config)
-    if identity.refusal is not None:
-        return Decision(False, "identity", identity.refusal)
-    if identity.address != sender.lower():
-        return Decision(False, "identity", f"the mail is from {identity.address}, not {sender}")
-    return None
