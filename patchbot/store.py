@@ -223,7 +223,7 @@ _MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 
 
 def is_machine_fault(error: BaseException) -> bool:
-    """Whether an error is the machine's (a full or read-only disk, an I/O error, memory), which
+    """Whether an error is the machine's (a full or read-only disk, an I/O error, SQLite's memory), which
     passes once the machine recovers, rather than something a mail or its handling caused.
 
     Work that failed for the machine's reasons is retried, never set aside as poison: disk full
@@ -231,8 +231,8 @@ def is_machine_fault(error: BaseException) -> bool:
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, MemoryError):
-            return True
+        # A MemoryError is not counted: a mail built to exhaust memory would then hold up every
+        # mail after it at each pass, where set aside it holds up nobody.
         if isinstance(error, sqlite3.Error):
             code = getattr(error, "sqlite_errorcode", None)
             if code is not None:
