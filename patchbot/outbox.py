@@ -293,9 +293,11 @@ def _record(store: Store, smtp: SmtpConfig, item: OutboxItem, outcome: SendOutco
             # up (once it was, and nothing could send it again) but held, shown in `patchbot
             # status`, and tried every hour until the relay takes it or the operator retries.
             store.hold_reply(item.id, outcome.detail, datetime.now(timezone.utc) + timedelta(seconds=HELD_RETRY_S))
-            log.error("reply %d (%s) held: not taken in %d attempts (%s); tried again every %d minutes,"
-                      " or now with `patchbot outbox retry %d`", item.id, item.key, item.attempts + 1,
-                      outcome.detail, HELD_RETRY_S // 60, item.id)
+            # An error once, when it is held; its hourly tries after that are warnings.
+            report = log.warning if item.status == "held" else log.error
+            report("reply %d (%s) held: not taken in %d attempts (%s); tried again every %d minutes,"
+                   " or now with `patchbot outbox retry %d`", item.id, item.key, item.attempts + 1,
+                   outcome.detail, HELD_RETRY_S // 60, item.id)
             return outcome
         store.mark_reply_failed(item.id, outcome.detail)
         log.error("could not send %s: %s (reply %d: `patchbot outbox retry %d` queues it again)",
