@@ -168,19 +168,20 @@ def result_context(config: Config, series: SeriesRecord, run: StoredTestRun) -> 
     ref = summary["base_ref"] if summary["base_ref"] != summary["base"] else summary["base"][:12]
     base = one_line(f"{ref} ({summary['base'][:7]}; {summary['base_reason']})", NAME_WIDTH)
     suites = summary["suites"]
-    excerpts, more_failures = _excerpts(run, summary)
+    folders = machine_folders(config)
+    excerpts, more_failures = _excerpts(run, summary, folders)
     conflicts = summary["conflicts"]
     return {
         "headline": _headline(series, summary, base),
         "base_note": _base_note(summary),
-        "suite_lines": [_suite_line(suite) for suite in suites],
+        "suite_lines": [_suite_line(suite, folders) for suite in suites],
         "left_out": [one_line(f"{item['suite']}: {item['reason']}", NAME_WIDTH) for item in summary["left_out"]],
         "since_previous": _since_previous(series, suites),
         "excerpts": excerpts,
         "more_failures": more_failures,
         "conflicts": [_conflict_line(conflict) for conflict in conflicts[:MAX_CONFLICTS]],
         "more_conflicts": max(0, len(conflicts) - MAX_CONFLICTS),
-        "apply_detail": _apply_detail(summary["apply_detail"]) if not summary["applied"] else "",
+        "apply_detail": _apply_detail(summary["apply_detail"], folders) if not summary["applied"] else "",
         "log_hint": _log_hint(config, run, suites),
         "reproduce": _reproduce(summary),
     }
@@ -226,11 +227,17 @@ def _base_note(summary: dict) -> str:
     return f"Note: this base is {_count(behind, 'commit')} behind {branch}; \"patchbot: test {branch}\" tests on its tip."
 
 
-def _suite_line(suite: dict) -> str:
+def machine_folders(config: Config) -> tuple[str, ...]:
+    """The configured folders of this machine (work, state, config) a reply must not name."""
+    paths = (config.work_dir, config.db.parent if config.db else None, config.source.parent if config.source else None)
+    return tuple(str(path) for path in paths if path is not None and str(path) != "/")
+
+
+def _suite_line(suite: dict, folders: tuple[str, ...]) -> str:
     status = {"pass": "PASS", "fail": "FAIL", "timeout": "TIMEOUT", "infra-error": "ERROR", "skipped": "SKIP"}[suite["status"]]
     total = suite["passed"] + suite["failed"]
     if suite["status"] == "timeout":
-        what = _machine_words(suite["detail"]) or "killed at its time limit"
+        what = _machine_words(suite["detail"], folders) or "killed at its time limit"
     elif suite["status"] == "infra-error":
         what = COULD_NOT_RUN
     elif suite["status"] == "skipped" and NEEDS_TRUST in suite["detail"]:
@@ -269,7 +276,7 @@ def _names(tests: list[str]) -> str:
     return shown if len(tests) <= MAX_NAMES_IN_LINE else f"{shown} and {len(tests) - MAX_NAMES_IN_LINE} more"
 
 
-def _excerpts(run: StoredTestRun, summary: dict) -> tuple[list[dict], dict | None]:
+def _excerpts(run: StoredTestRun, summary: dict, folders: tuple[str, ...]) -> tuple[list[dict], dict | None]:
     """The first MAX_EXCERPTS new failures with an excerpt each, and what is left: its number and
     the first MAX_MORE_NAMES names (None when nothing is left)."""
     results = {result.suite: result for result in run.tip}
@@ -293,7 +300,7 @@ def _excerpts(run: StoredTestRun, summary: dict) -> tuple[list[dict], dict | Non
             on_base = suite.get("new_failures_on_base", {}).get(test, "unknown")
             note = {"passed": f"passes on {base_ref}", "absent": f"not on {base_ref}",
                     "skipped": f"skipped on {base_ref}"}.get(on_base, f"{base_ref} could not be compared")
-            excerpts.append({"name": name, "title": f"{name} (new; {note})", "text": _indent(without_machine_details(text))})
+            excerpts.append({"name": name, "title": f"{name} (new; {note})", "text": _indent(without_machine_details(text, folders))})
     more = {"count": len(left), "names": left[:MAX_MORE_NAMES]} if left else None
     return excerpts, more
 
@@ -320,8 +327,8 @@ def _git_words(detail: str) -> str:
                      not line.startswith(("If you prefer", "To restore", "When you have", "Patch failed at", "hint:")))
 
 
-def _apply_detail(detail: str) -> str:
-    return _indent(without_machine_details(_git_words(detail)), limit=APPLY_DETAIL_LINES)
+def _apply_detail(detail: str, folders: tuple[str, ...]) -> str:
+    return _indent(without_machine_details(_git_words(detail), folders), limit=APPLY_DETAIL_LINES)
 
 
 def _conflict_line(conflict: dict) -> str:
@@ -355,9 +362,9 @@ def _short(test: str) -> str:
     return one_line(test.rsplit("::", 1)[-1] if "::" in test else test, NAME_WIDTH)
 
 
-def _machine_words(detail: str) -> str:
+def _machine_words(detail: str, folders: tuple[str, ...]) -> str:
     """A detail from the machine (a time limit, an exit code), one line, without its paths and pids."""
-    return one_line(without_machine_details(detail), EXCERPT_WIDTH)
+    return one_line(without_machine_details(detail, folders), EXCERPT_WIDTH)
 
 
 def _count(number: int, noun: str) -> str:

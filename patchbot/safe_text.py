@@ -96,33 +96,38 @@ def capped_lines(text: str, max_lines: int, width: int, max_bytes: int) -> list[
 
 # -- what the list must not learn about the machine -----------------------------------------
 
-# An absolute path: a slash not preceded by what would make it part of a URL, a relative path
-# or a word ("and/or"), then path components.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.@+%=~:/\\-])(?:/[\w.@+%=~-]+)+/?")
+# A path under a folder where a machine keeps its own things (state, work, temporary files,
+# processes, cgroups, homes, configuration), not preceded by what would make it part of a URL, a
+# relative path or a word. Other absolute paths stay: "/rpc/?type=info" in an assertion about an
+# HTTP endpoint is the project's, not the machine's.
+_PATH_CHARS = r"[\w.@+%=~-]"
+_MACHINE_FOLDERS = ("tmp", "var", "srv", "home", "root", "run", "proc", "sys", "etc", "opt", "mnt", "media", "data",
+                    "dev/shm")
+_NOT_AFTER = r"(?<![\w.@+%=~:/\\-])"
+_MACHINE_PATH = re.compile(rf"{_NOT_AFTER}/(?:{'|'.join(_MACHINE_FOLDERS)})(?!{_PATH_CHARS})(?:/{_PATH_CHARS}*)*")
 # A worktree of a run is <work>/worktrees/run-<pid>-<random>/: what follows is the project's own.
 _IN_WORKTREE = re.compile(r"/worktrees/[^/]+/(.*)")
 _IN_PACKAGES = re.compile(r"/((?:site|dist)-packages/.*)")
-# Folders every machine has, which tell nothing of this one: tracebacks through the system's
-# Python or PHP stay readable.
-_SYSTEM_FOLDERS = ("/usr/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/dev/null")
 _PROCESS_ID = re.compile(r"\b(pids?|PIDs?|process(?: id)?|task)([ =:#]+)\d+", re.IGNORECASE)
 MACHINE_PATH = "<path>"
 
 
-def _public_path(match: re.Match[str]) -> str:
-    path = match.group()
+def _public_path(path: str) -> str:
     if inside := _IN_WORKTREE.search(path):
         return inside.group(1) or "."
-    if path.startswith(_SYSTEM_FOLDERS) and "/proc/" not in path:
-        return path
     if packages := _IN_PACKAGES.search(path):
         return f".../{packages.group(1)}"
     return MACHINE_PATH
 
 
-def without_machine_details(text: str) -> str:
-    """Text for the list: paths in a worktree made relative to it, system paths kept, every
-    other absolute path (state and work folders, /tmp, /proc/<pid>, /sys/fs/cgroup) replaced by
-    "<path>", and process ids by "N"."""
-    text = _ABSOLUTE_PATH.sub(_public_path, text)
+def without_machine_details(text: str, folders: tuple[str, ...] = ()) -> str:
+    """Text for the list: paths in a worktree made relative to it, every other path under the
+    machine's folders (/tmp, /var, /srv, /proc/<pid>, /sys/fs/cgroup ..., and `folders`: the
+    configured work and state folders) replaced by "<path>", and process ids by "N"."""
+    for folder in sorted(folders, key=len, reverse=True):
+        folder = folder.rstrip("/")
+        if folder:
+            text = re.sub(rf"{_NOT_AFTER}{re.escape(folder)}(?!{_PATH_CHARS})(?:/{_PATH_CHARS}*)*",
+                          lambda match: _public_path(match.group()), text)
+    text = _MACHINE_PATH.sub(lambda match: _public_path(match.group()), text)
     return _PROCESS_ID.sub(lambda match: f"{match.group(1)}{match.group(2)}N", text)

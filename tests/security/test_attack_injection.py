@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import unicodedata
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,9 +102,9 @@ def kept_run(store: Store, series: SeriesRecord, tip: SuiteResult, base: SuiteRe
     return store.test_run(run_id)
 
 
-def reply_mail(store: Store, series: SeriesRecord, run: StoredTestRun) -> tuple[bytes, str]:
+def reply_mail(store: Store, series: SeriesRecord, run: StoredTestRun, config: Config = CONFIG) -> tuple[bytes, str]:
     """The reply as the outbox would send it, and its text as a mail reader shows it."""
-    _, data = compose(result_reply(store, CONFIG, series, run, 1), CONFIG)
+    _, data = compose(result_reply(store, config, series, run, 1), config)
     message = email.message_from_bytes(data, policy=email.policy.default)
     return data, message.get_content().replace("\r\n", "\n")
 
@@ -389,16 +390,22 @@ def test_attack_11_a_could_not_run_reply_shows_no_paths_or_process_ids(store, tm
 
 
 def test_attack_11_timeouts_and_excerpts_show_no_paths_of_the_bot(store, tmp_path):
-    failure = ("Traceback (most recent call last):\n"
+    failure = ("E   assert '/rpc/?v=5&amp;type=info' == '/rpc/?v=5&amp;type=search'\n"
+               "Traceback (most recent call last):\n"
                '  File "/var/lib/patchbot/work/worktrees/run-4242-k2j3h4/test/python/test_rpc.py", line 5, in test_a\n'
                '  File "/usr/lib/python3.11/json/__init__.py", line 346, in loads\n'
                '  File "/srv/patchbot/work/envs/3f2a/lib/python3.11/site-packages/requests/api.py", line 9\n'
-               "OSError: cannot open /tmp/patchbot-4242/state.json (pid 4242)\n")
+               "OSError: cannot open /tmp/patchbot-4242/state.json (pid 4242)\n"
+               "E   FileNotFoundError: /data2/bot/work/logs/series-1/python-tip.log\n")
     report = read_junit(junit_file(tmp_path, f'<testcase classname="test_rpc" name="test_a"><failure message="boom">'
                                               f"{failure}</failure></testcase>"))
     series = filed_series(store)
-    _, body = reply_mail(store, series, kept_run(store, series, python_fail(report, detail=SANDBOX_SAYS)))
+    config = replace(CONFIG, work_dir=Path("/data2/bot/work"))
+    _, body = reply_mail(store, series, kept_run(store, series, python_fail(report, detail=SANDBOX_SAYS)), config)
     assert_no_machine_details(body)
+    assert "/data2" not in body and "    E   FileNotFoundError: <path>" in body.split("\n")
+    # A path in an assertion about the project's HTTP endpoints is the project's, not the machine's.
+    assert "    E   assert '/rpc/?v=5&type=info' == '/rpc/?v=5&type=search'" in body.split("\n")
     assert '      File "test/python/test_rpc.py", line 5, in test_a' in body.split("\n")  # the project's own path
     assert '      File "/usr/lib/python3.11/json/__init__.py", line 346, in loads' in body.split("\n")
     assert "site-packages/requests/api.py" in body and "<path>" in body
