@@ -34,7 +34,8 @@ def worktree(tmp_path):
 
 @pytest.fixture
 def outside_tmp():
-    """A host directory that, unlike /tmp, the sandbox sees (read-only)."""
+    """A host directory outside /tmp (which the sandbox replaces with its own): absent inside
+    unless bound, and the mount point of what is bound below it."""
     path = Path(tempfile.mkdtemp(prefix="patchbot-test-", dir="/var/tmp"))
     yield path
     shutil.rmtree(path)
