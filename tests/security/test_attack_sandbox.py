@@ -90,7 +90,7 @@ DRIVER = textwrap.dedent("""
 WALKER = textwrap.dedent("""
     import json, os, socket, stat, sys
     abstract_name, tcp_port = sys.argv[1], int(sys.argv[2])
-    seen, opened, sockets, unopenable = [], [], {}, {}
+    seen, opened, sockets, unopenable, links = [], [], {}, {}, {}
     def visit(path):
         seen.append(path)
         try:
@@ -98,6 +98,10 @@ WALKER = textwrap.dedent("""
         except OSError as error:
             unopenable[path] = error.strerror
             return
+        if stat.S_ISLNK(mode):
+            # Followed: a link committed in the tree, pointing at the bot's files.
+            mode = os.stat(path).st_mode if os.path.exists(path) else 0
+            links[path] = "leads somewhere" if mode else "leads nowhere"
         if stat.S_ISSOCK(mode):
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.settimeout(2)
@@ -130,6 +134,7 @@ WALKER = textwrap.dedent("""
     print(json.dumps({
         "top": sorted(os.listdir("/")),
         "seen": seen, "opened": opened, "sockets": sockets, "unopenable": unopenable,
+        "links": {path: what for path, what in links.items() if path.startswith(os.getcwd())},
         "abstract": connect(socket.AF_UNIX, "\\0" + abstract_name),
         "abstract_listed": abstract_name in open("/proc/net/unix").read(),
         "tcp": connect(socket.AF_INET, ("127.0.0.1", tcp_port)),
@@ -163,6 +168,8 @@ class DeployLayout:
             work / "logs/6/python-tip.log": f"another series' log {self.secret}\n",
         }
         self.db = self.state / "patchbot.db"
+        self.lmtp_path = root / LMTP_SOCKET
+        self.lmtp_path.parent.mkdir(parents=True)
         for path, text in self.bot_files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
@@ -172,16 +179,19 @@ class DeployLayout:
         db.close()
         self.worktree.mkdir(parents=True)
         (self.worktree / "walk.py").write_text(WALKER)
+        # Symlinks a patch can commit (attack 9), to the bot's things by their deploy paths.
+        self.planted_links = {"db": self.db, "config": root / "etc/patchbot/patchbot.toml",
+                              "lmtp": self.lmtp_path, "mirror": work / "mirrors/aurweb.git/config"}
+        for name, target in self.planted_links.items():
+            (self.worktree / name).symlink_to(target)
         self.environment.mkdir(parents=True)
         (self.environment / "marker").write_text("the suite's own environment\n")
-        self.lmtp_path = root / LMTP_SOCKET
-        self.lmtp_path.parent.mkdir(parents=True)
         # The service user owns its state; as deploy/ sets it, other users may not enter it
         # (and the files are its own to read, so only the sandbox stands in the way).
         for path in [root / "etc/patchbot", root / "var/spool/postfix", self.state, *self.state.rglob("*")]:
-            os.chown(path, owner.pw_uid, owner.pw_gid)
+            os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         for path in [*self.bot_files, self.db]:
-            os.chown(path, owner.pw_uid, owner.pw_gid)
+            os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
             path.chmod(0o600)
         self.state.chmod(0o750)
         (root / "etc/patchbot").chmod(0o750)
@@ -305,6 +315,7 @@ def test_attack_1_and_11_a_suite_finds_nothing_of_the_bot_to_open_or_connect_to(
     visible_of_the_bot = [str(path) for path in layout.hidden_everything() if str(path) in seen]
     assert visible_of_the_bot == []
     assert report["sockets"] == {}, "a socket file is visible in the sandbox"
+    assert report["links"] == {str(layout.worktree / name): "leads nowhere" for name in layout.planted_links}
     # Abstract sockets have no file to leave out: only the sandbox's own network namespace
     # keeps this one out of reach.
     assert report["abstract"] == "Connection refused" and report["abstract_listed"] is False
