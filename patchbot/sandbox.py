@@ -326,8 +326,10 @@ def _isolation_options(limits: Limits, network: bool = False) -> list[str]:
         # have no file to leave out) are per network namespace too.
         *(() if network else ("--unshare-net",)), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         # Implied for a bot that is not root (bwrap is not setuid); said so that
-        # RLIMIT_NPROC counts this sandbox's processes alone (see ProcessLimit).
-        *(("--unshare-user",) if os.geteuid() != 0 else ()),
+        # RLIMIT_NPROC counts this sandbox's processes alone (see ProcessLimit). No user
+        # namespace inside it: one would give the command every capability there, the
+        # kernel's widest door for unprivileged code.
+        *(("--unshare-user", "--disable-userns") if os.geteuid() != 0 else ()),
         # As root, bwrap keeps every capability unless told otherwise.
         "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",

@@ -131,7 +131,10 @@ WALKER = textwrap.dedent("""
                 return "connected"
             except OSError as error:
                 return error.strerror
+    import subprocess
+    nested = subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0
     print(json.dumps({
+        "nested_user_namespace": nested,
         "top": sorted(os.listdir("/")),
         "seen": seen, "opened": opened, "sockets": sockets, "unopenable": unopenable,
         "links": {path: what for path, what in links.items() if path.startswith(os.getcwd())},
@@ -331,6 +334,9 @@ def test_attack_1_and_11_a_suite_finds_nothing_of_the_bot_to_open_or_connect_to(
     # Its own processes only (bwrap's pid 1, the shell turned python), and no descriptor of the bot's.
     assert len(report["processes"]) <= 3, report["processes"]
     assert not [target for target in report["fds"] if target.startswith("socket:")], report["fds"]
+    if user.pw_uid != 0:
+        # Nor a user namespace of its own inside, where it would hold every capability.
+        assert report["nested_user_namespace"] is False
 
 
 def test_attack_1_a_suite_cannot_reach_the_lmtp_socket_at_its_deploy_path(layout_root):
