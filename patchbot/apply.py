@@ -16,9 +16,10 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,25 @@ log = logging.getLogger(__name__)
 
 # Commits made by `git am` carry the author of the mail; the committer is patchbot.
 GIT_IDENTITY = ("-c", "user.name=patchbot", "-c", "user.email=patchbot@localhost")
+# On the command line, so that no configuration file (not even a repository's) can bring back
+# a hook or an fsmonitor command, which git would run as the bot's user outside any sandbox.
+GIT_HARDENING = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 GIT_TIMEOUT_S = 600
+# The whole configuration git reads besides the repository's own (GIT_CONFIG_GLOBAL). No
+# core.hooksPath here: git would pass this file on to the receiving side of a push to a local
+# repository, whose hooks are its owner's (GIT_HARDENING's -c stays on our side).
+GIT_CONFIG = """\
+# Written by patchbot: its git reads this file and no user's or system's configuration.
+[core]
+\tfsmonitor = false
+[protocol "ext"]
+\tallow = never
+"""
+# How git reaches a remote (ssh, a proxy, a CA) is the operator's to say, in the service's environment.
+GIT_PASSED_THROUGH = ("GIT_SSH_COMMAND", "GIT_SSH", "SSH_AUTH_SOCK", "GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                      "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+
+_git_home: Path | None = None
 
 
 class GitError(PatchbotError):
@@ -78,11 +97,56 @@ class Applied:
     detail: str = ""  # what git said, trimmed
 
 
-def git(*args: str, cwd: Path | None = None, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def use_git_home(work: Path) -> Path:
+    """Make `work`/git-home (mode 0700, ours) the HOME of every git patchbot runs from now on.
+
+    git used to run with HOME set to the temporary folder: a `.gitconfig` anyone planted there
+    (core.hooksPath) ran a hook as the bot's user (issue 11 item 11)."""
+    global _git_home
+    home = work / "git-home"
+    _make_private(home)
+    _git_home = home
+    return home
+
+
+def _make_private(home: Path) -> None:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(home)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise GitError(f"{home} is not a folder of patchbot's own")
+    if info.st_mode & 0o077:
+        os.chmod(home, 0o700)
+    config = home / "gitconfig"
+    if not config.is_file() or config.read_text() != GIT_CONFIG:
+        partial = home / "gitconfig.partial"
+        partial.write_text(GIT_CONFIG)
+        partial.replace(config)
+
+
+def git_environment() -> dict[str, str]:
+    """The environment of every git patchbot runs: a HOME and a configuration of its own."""
+    global _git_home
+    if _git_home is None or not (_git_home / "gitconfig").is_file():
+        # Before any work folder is known (a test calling resolve() directly): a fresh private
+        # folder, whose random name nobody can have planted anything in.
+        home = Path(tempfile.mkdtemp(prefix="patchbot-git-home-"))
+        _make_private(home)
+        _git_home = home
+    home = _git_home
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "XDG_CONFIG_HOME": str(home),
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / "gitconfig"), "GIT_ATTR_NOSYSTEM": "1",
+           "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    env.update({name: os.environ[name] for name in GIT_PASSED_THROUGH if name in os.environ})
+    return env
+
+
+def git(*args: str, cwd: Path | None = None, stdin: bytes | None = None, check: bool = True,
+        extra_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run git, as every git of patchbot runs: its own HOME and configuration, no hooks.
+    `extra_env` adds to that environment (a push's credentials), never replaces it."""
     result = subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=cwd, input=stdin, capture_output=True, timeout=GIT_TIMEOUT_S,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tempfile.gettempdir(), "GIT_CONFIG_NOSYSTEM": "1",
-             "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        ["git", *GIT_IDENTITY, *GIT_HARDENING, *args], cwd=cwd, input=stdin, capture_output=True,
+        timeout=GIT_TIMEOUT_S, env={**git_environment(), **(extra_env or {})},
     )
     if check and result.returncode != 0:
         raise GitError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
@@ -108,6 +172,7 @@ def mirror_lock(mirror: Path) -> Iterator[None]:
 
 def ensure_mirror(url: str, mirrors_dir: Path) -> Path:
     """A bare mirror of `url`, cloned on first use."""
+    use_git_home(mirrors_dir.parent)  # every run starts here: the work folder is known from now on
     path = mirror_path(mirrors_dir, url)
     if (path / "HEAD").exists():
         return path
@@ -152,6 +217,13 @@ def resolve_fetching(mirror: Path, ref: str, refresh: bool) -> str | None:
         fetch(mirror)
         commit = resolve(mirror, ref)
     return commit
+
+
+def on_branches(mirror: Path, commit: str, branches: Sequence[str]) -> bool:
+    """Whether `commit` is on one of `branches` (reviewed history), not only on some other ref a
+    mirror also holds (refs/merge-requests/*, refs/pull/*: anyone's code)."""
+    return any(git("merge-base", "--is-ancestor", commit, f"refs/heads/{branch}", cwd=mirror, check=False).returncode == 0
+               for branch in dict.fromkeys(branches))
 
 
 def clean_leftover_worktrees(mirror: Path, worktrees_dir: Path) -> int:

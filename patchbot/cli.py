@@ -132,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     requeue_parser.add_argument("--all", action="store_true", help="every mail set aside")
     requeue_parser.set_defaults(run=cmd_requeue)
 
+    cache_parser = commands.add_parser(
+        "cache", parents=[shared], help="forget kept base results",
+        description="A base's results are kept per base commit, suite definition and environment key (its "
+        "inputs' hash), so a changed suite or environment runs the base again by itself; `cache clear` "
+        "forgets them anyway (a base that was flaky, a machine that changed).")
+    cache_commands = cache_parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cache_clear = cache_commands.add_parser("clear", parents=[shared], help="forget kept base results")
+    cache_clear.add_argument("--base", metavar="COMMIT", help="only those of this base commit (an id or a prefix)")
+    cache_clear.add_argument("--suite", metavar="NAME", help="only those of this suite")
+    cache_clear.set_defaults(run=cmd_cache_clear)
+
     series_parser = commands.add_parser(
         "series", parents=[shared], help="list and show patch series",
         description="A series is one version of a set of patches (with its cover letter, if "
@@ -347,6 +358,14 @@ def cmd_requeue(args: argparse.Namespace) -> int:
             log.warning("requeue: mail %d is not set aside: left as it is", mail_id)
     sys.stdout.write(f"{len(requeued)} mail{'s' if len(requeued) != 1 else ''} put back: {' '.join(map(str, requeued)) or '-'}\n")
     return EXIT_OK if requeued or args.all else EXIT_NOT_FOUND
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    with store.transaction():
+        cleared = store.clear_base_results(args.base, args.suite)
+    sys.stdout.write(f"{cleared} kept base result{'s' if cleared != 1 else ''} cleared\n")
+    return EXIT_OK
 
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:

@@ -40,13 +40,16 @@ class RepositoryConfig:
 
 @dataclass(frozen=True)
 class EnvironmentConfig:
-    """A set-up step whose result is cached under the hash of its key files."""
+    """A set-up step whose result is cached under the hash of its inputs (see environments.py)."""
 
     name: str
-    command: str
-    key_files: tuple[str, ...]
+    command: str  # run in a folder holding only the key files, $PATCHBOT_ENV the folder to fill
+    key_files: tuple[str, ...]  # files (or folders) of the tree the command reads, from git objects
     timeout_s: float = 900
-    network: bool = False
+    network: bool = False  # the build may download, but only from reviewed (or trusted) files
+    offline_command: str | None = None  # instead of command when building without network
+    wheels: Path | None = None  # a wheel folder offline builds may install from (PIP_FIND_LINKS)
+    pinned_files: tuple[Path, ...] = ()  # the operator's requirement files, in $PATCHBOT_PINNED
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,14 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
         environments[name] = EnvironmentConfig(
             name=name, command=table.get("command", str, required=True), key_files=table.strings("key_files"),
             timeout_s=table.positive("timeout", float, 900.0), network=table.get("network", bool, False),
+            offline_command=table.get("offline_command", str), wheels=_path(table.get("wheels", str), here),
+            pinned_files=tuple(_path(value, here) for value in table.strings("pinned_files")),
         )
+        for pinned in environments[name].pinned_files:
+            if not pinned.is_file():
+                raise ConfigError(f"environments.{name}.pinned_files", f"{pinned} is not a file")
+        if len({pinned.name for pinned in environments[name].pinned_files}) < len(environments[name].pinned_files):
+            raise ConfigError(f"environments.{name}.pinned_files", "two files have the same name")
         table.done()
     environments_table.done()
 

@@ -6,19 +6,19 @@ that cannot be read) are INFRA_ERROR and retried once; they are never the patch'
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import signal
-import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from patchbot.config import Config, EnvironmentConfig, SuiteConfig
+from patchbot.config import Config, SuiteConfig
+from patchbot.environments import MissingEnvironment
 from patchbot.results import SuiteResult
 from patchbot.sandbox import Ending, Limits, SandboxResult, SandboxSpec, run_sandboxed
 from patchbot.testreports import Outcome, ReportError, TestReport, parse_junit, parse_tap
+from patchbot.treefiles import TreePathRefused, folder_refusal, open_tree_file, remove_tree_file, tree_relative
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class Workspace:
     environments: Mapping[str, Path]  # prepared environment folders by name
     hidden_paths: tuple[Path, ...]  # the bot's own files, invisible inside the sandbox
     label: str = "tip"  # "tip" or "base", in log file names
+    # Environments that are not there, by name: what a suite needing one reports instead of running.
+    missing_environments: Mapping[str, MissingEnvironment] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,6 @@ class SuiteRun:
     attempts: int
 
 
-class EnvironmentFailed(Exception):
-    """An environment set-up step failed: every suite that needs it is an infrastructure error."""
 
 
 def limits_of(config: Config, wall_seconds: float) -> Limits:
@@ -70,38 +70,6 @@ def sandbox_env(config: Config, environment: Path | None) -> dict[str, str]:
     if environment is not None:
         env["PATCHBOT_ENV"] = str(environment)
     return env
-
-
-def environment_key(environment: EnvironmentConfig, worktree: Path) -> str:
-    """Hash of the set-up command and its key files: the same inputs reuse the same result."""
-    digest = hashlib.sha256(environment.command.encode())
-    for name in environment.key_files:
-        path = worktree / name
-        digest.update(name.encode() + b"\0")
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    return digest.hexdigest()[:16]
-
-
-def prepare_environment(environment: EnvironmentConfig, workspace: Workspace, cache_dir: Path) -> Path:
-    """The environment's folder, set up once per key and reused by later runs."""
-    target = cache_dir / f"{environment.name}-{environment_key(environment, workspace.worktree)}"
-    if (target / ".patchbot-ready").is_file():
-        return target
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    log.info("setting up environment %s in %s", environment.name, target)
-    result = run_sandboxed(SandboxSpec(
-        argv=("/bin/sh", "-c", environment.command), worktree=workspace.worktree, cwd=workspace.worktree,
-        env=sandbox_env(workspace.config, target), limits=limits_of(workspace.config, environment.timeout_s),
-        readonly_paths=workspace.config.expose, writable_paths=(target,), hidden_paths=workspace.hidden_paths,
-        network=environment.network,
-    ))
-    if result.ending is not Ending.EXITED or result.exit_code != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        tail = result.output[-2000:].decode(errors="replace")
-        raise EnvironmentFailed(f"environment {environment.name}: {result.detail or 'exit ' + str(result.exit_code)}\n{tail}")
-    (target / ".patchbot-ready").write_text("ok\n")
-    return target
 
 
 def run_suites(jobs: Sequence[tuple[SuiteConfig, Workspace]], parallel: int) -> list[SuiteRun]:
@@ -126,18 +94,24 @@ def _attempt(suite: SuiteConfig, workspace: Workspace, attempt: int) -> SuiteRun
     if suite.environment is not None:
         environment = workspace.environments.get(suite.environment)
         if environment is None:
-            result = SuiteResult(suite.name, Outcome.INFRA_ERROR, None, 0.0, f"environment {suite.environment} is not set up")
-            return SuiteRun(result, None, suite.command, attempt)
+            missing = workspace.missing_environments.get(suite.environment)
+            outcome, detail = (missing.outcome, missing.detail) if missing else (
+                Outcome.INFRA_ERROR, f"environment {suite.environment} is not set up")
+            return SuiteRun(SuiteResult(suite.name, outcome, None, 0.0, detail), None, suite.command, attempt)
     inside = workspace.worktree.resolve()
-    cwd = (workspace.worktree / suite.workdir).resolve()
-    report_path = (cwd / suite.result_path) if suite.result_path else None
-    # The tree comes from the patch: a symlinked folder must not lead the suite, or our
-    # reading of its report, outside the worktree.
-    if not cwd.is_relative_to(inside):
-        result = SuiteResult(suite.name, Outcome.FAIL, None, 0.0, f"{suite.workdir} leads outside the worktree")
-        return SuiteRun(result, None, suite.command, attempt)
-    if report_path is not None:
-        report_path.unlink(missing_ok=True)  # a stale report must not pass for this run's
+    # The tree comes from the patch: the bot reaches the workdir and the report only from the
+    # worktree's root, component by component, following no symlink (patchbot.treefiles).
+    try:
+        workdir = tree_relative(suite.workdir)
+        report = tree_relative(suite.workdir, suite.result_path) if suite.result_path else None
+    except TreePathRefused as refused:
+        return SuiteRun(SuiteResult(suite.name, Outcome.FAIL, None, 0.0, str(refused)), None, suite.command, attempt)
+    refusal = folder_refusal(inside, workdir)
+    if refusal is not None:
+        return SuiteRun(SuiteResult(suite.name, Outcome.FAIL, None, 0.0, refusal), None, suite.command, attempt)
+    cwd = inside.joinpath(*workdir)
+    if report is not None:
+        remove_tree_file(inside, report)  # a stale report must not pass for this run's
     sandboxed = run_sandboxed(SandboxSpec(
         argv=("/bin/sh", "-c", suite.command), worktree=workspace.worktree, cwd=cwd,
         env=sandbox_env(workspace.config, environment), limits=limits_of(workspace.config, suite.timeout_s),
@@ -145,7 +119,7 @@ def _attempt(suite: SuiteConfig, workspace: Workspace, attempt: int) -> SuiteRun
         hidden_paths=workspace.hidden_paths,
     ))
     log_path = _keep_output(workspace, suite.name, sandboxed)
-    return SuiteRun(_result_of(suite, sandboxed, report_path, inside), log_path, suite.command, attempt)
+    return SuiteRun(_result_of(suite, sandboxed, report, inside), log_path, suite.command, attempt)
 
 
 def _keep_output(workspace: Workspace, name: str, sandboxed: SandboxResult) -> Path:
@@ -160,7 +134,7 @@ def _keep_output(workspace: Workspace, name: str, sandboxed: SandboxResult) -> P
     return path
 
 
-def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path | None, inside: Path) -> SuiteResult:
+def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: tuple[str, ...] | None, inside: Path) -> SuiteResult:
     duration, detail = sandboxed.duration_s, sandboxed.detail
     if sandboxed.ending is Ending.SANDBOX_ERROR:
         return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"sandbox: {detail}")
@@ -192,13 +166,14 @@ def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path |
     return SuiteResult(suite.name, Outcome.FAIL if failing else Outcome.PASS, report, duration, exit_note)
 
 
-def _read_report(suite: SuiteConfig, sandboxed: SandboxResult, report_path: Path | None, inside: Path) -> TestReport:
+def _read_report(suite: SuiteConfig, sandboxed: SandboxResult, report_path: tuple[str, ...] | None, inside: Path) -> TestReport:
     if suite.format == "tap":
         return parse_tap(sandboxed.output.decode(errors="replace"))
-    if report_path is None or not report_path.is_file():
+    if report_path is None:
         raise ReportError(f"{suite.result_path} was not written")
-    if not report_path.resolve().is_relative_to(inside):
-        raise ReportError(f"{suite.result_path} links outside the worktree")
-    if report_path.stat().st_size > MAX_REPORT_BYTES:
-        raise ReportError(f"{suite.result_path} is larger than {MAX_REPORT_BYTES} bytes")
-    return parse_junit(report_path.read_bytes())
+    try:
+        report = open_tree_file(inside, report_path, MAX_REPORT_BYTES)
+    except TreePathRefused as refused:
+        raise ReportError(str(refused)) from None
+    with report:
+        return parse_junit(report)  # read as a capped stream, never whole

@@ -19,7 +19,6 @@ import base64
 import logging
 import os
 import re
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from patchbot.apply import git
 from patchbot.config import Config, GitlabConfig, SuiteConfig
 from patchbot.execute import SuiteRun, Workspace
 from patchbot.results import SuiteResult
@@ -278,17 +278,20 @@ def _delete_branch(settings: GitlabConfig, token: str, worktree: Path, branch: s
 
 
 def _git(worktree: Path, *args: str, token: str | None = None, settings: GitlabConfig | None = None) -> str:
-    env = dict(os.environ)
+    extra = {}  # added to patchbot's own git environment (apply.git), not the service's
+    if settings is not None and settings.ca_file is not None:
+        extra["GIT_SSL_CAINFO"] = str(settings.ca_file)
     if token is not None and settings is not None and settings.push_url.startswith("http"):
         # Through the environment, so the token is in no command line (ps shows those).
         basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
-        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                   GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
-    result = subprocess.run(["git", *args], cwd=worktree, env=env, capture_output=True, text=True)
+        extra.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
+                     GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
+    result = git(*args, cwd=worktree, check=False, extra_env=extra)
     if result.returncode != 0:
-        words = result.stderr.strip().replace(token, "[token]") if token else result.stderr.strip()
+        said = result.stderr.decode(errors="replace").strip()
+        words = said.replace(token, "[token]") if token else said
         raise GitlabUnavailable(f"git {args[0]} failed: {words}")
-    return result.stdout
+    return result.stdout.decode(errors="replace")
 
 
 def _words(error: Exception) -> str:

@@ -208,6 +208,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE mails ADD COLUMN failed_at TEXT;
     UPDATE mails SET status = 'new', reason = NULL WHERE status = 'failed' AND kind IS NULL
     """,
+    # 8 -> 9: `patchbot: trust-deps`: a maintainer lets the environment be built with network
+    # from exactly these dependency files (their digest) of this series version.
+    """
+    CREATE TABLE trusted_dependencies (
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        environment TEXT NOT NULL,
+        files_digest TEXT NOT NULL,              -- environments.files_digest of the key files trusted
+        trusted_by TEXT NOT NULL,
+        trusted_at TEXT NOT NULL,
+        PRIMARY KEY (series_id, environment, files_digest)
+    )
+    """,
 )
 
 
@@ -1069,6 +1081,25 @@ class Store:
             "INSERT OR REPLACE INTO base_results (base_commit, suite, suite_key, result) VALUES (?, ?, ?, ?)",
             (base_commit, result.suite, suite_key, json.dumps(_result_json(result))),
         )
+
+    def clear_base_results(self, base_commit: str | None = None, suite: str | None = None) -> int:
+        """Forget kept base results (of one base commit, by prefix, and/or one suite): how many."""
+        cursor = self._db.execute(
+            "DELETE FROM base_results WHERE (? IS NULL OR base_commit LIKE ? || '%') AND (? IS NULL OR suite = ?)",
+            (base_commit, base_commit, suite, suite),
+        )
+        return cursor.rowcount
+
+    def trust_dependencies(self, series_id: int, environment: str, files_digest: str, by: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO trusted_dependencies (series_id, environment, files_digest, trusted_by, trusted_at)"
+            " VALUES (?, ?, ?, ?, ?)", (series_id, environment, files_digest, by, _iso(datetime.now(timezone.utc))),
+        )
+
+    def trusted_dependencies(self, series_id: int) -> set[tuple[str, str]]:
+        """(environment, files digest) pairs a maintainer trusted for this series version."""
+        return set(self._db.execute(
+            "SELECT environment, files_digest FROM trusted_dependencies WHERE series_id = ?", (series_id,)).fetchall())
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from email.policy import default
 from pathlib import Path
 
 from patchbot.apply import (
-    Applied, BaseChoice, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, paths_in_tree,
-    remove_worktree, resolve,
+    Applied, BaseChoice, PatchMail, apply_series, clean_leftover_worktrees, ensure_mirror, fetch, on_branches,
+    paths_in_tree, remove_worktree, resolve,
 )
 from patchbot.config import Config, RepositoryConfig, SuiteConfig
-from patchbot.execute import EnvironmentFailed, SuiteRun, Workspace, prepare_environment, run_suites
+from patchbot.environments import RULE_VERSION, EnvironmentNote, RunEnvironments
+from patchbot.execute import SuiteRun, Workspace, run_suites
 from patchbot.mail.subject import parse_subject
 from patchbot.results import SuiteResult, Verdict, compare
 from patchbot.store import SeriesRecord, Store
@@ -61,6 +62,7 @@ class TestRun:
     base: dict[str, SuiteResult]
     verdict: Verdict | None
     started_at: datetime
+    environments: tuple[EnvironmentNote, ...] = ()  # those the tip's suites used
 
     def summary(self) -> dict:
         """The JSON object `patchbot test --json` prints and the store keeps."""
@@ -107,6 +109,7 @@ class TestRun:
                 }
                 for verdict in (self.verdict.suites if self.verdict else ())
             ],
+            "environments": [note.as_json() for note in self.environments],
         }
 
     def _on_base(self, suite: str, test: str) -> str:
@@ -184,7 +187,7 @@ def run_test(
     run = TestRun(series, applied, None, (), {}, None, started)
     if applied.ok:
         try:
-            run = _run_suites(store, config, mirror, series, applied, work, hidden, started, only_suite)
+            run = _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite)
         finally:
             remove_worktree(mirror, applied.worktree)
     return run
@@ -241,13 +244,21 @@ def choose_base(store: Store, mirror: Path, repository: RepositoryConfig, hints:
     return BaseChoice(branch, f"the default branch {branch}", branch)
 
 
-def suite_key(suite: SuiteConfig) -> str:
-    """Base results are reused only by the same suite configuration."""
-    fields = [suite.command, suite.workdir, suite.format, suite.result_path, suite.environment, suite.timeout_s]
+def suite_key(suite: SuiteConfig, environment_key: str | None) -> str:
+    """Base results are reused only by the same suite configuration, run in the same environment
+    (the key of every input it was built from), under the same rule: a changed environment
+    command, key file or suite definition runs the base again (issue 12 item 5)."""
+    fields = [suite.command, suite.workdir, suite.format, suite.result_path, suite.environment, suite.timeout_s,
+              environment_key, RULE_VERSION]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
-def _run_suites(store, config, mirror, series, applied, work, hidden, started, only_suite=None) -> TestRun:
+def reviewed_branches(repository: RepositoryConfig) -> list[str]:
+    """The branches whose commits count as reviewed: their dependency files may download."""
+    return [repository.default_branch, *repository.branches, *repository.tag_branches.values()]
+
+
+def _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite=None) -> TestRun:
     paths = _paths_touched(store, series)
     required = sorted({path for suite in config.suites.values() for path in suite.requires})
     present = paths_in_tree(mirror, applied.base_commit, required)
@@ -258,17 +269,23 @@ def _run_suites(store, config, mirror, series, applied, work, hidden, started, o
     logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
     # Environments are set up where the suites run: GitLab's jobs make their own.
     needed = {suite.environment for suite in plan.run if suite.environment} if config.executor == "local" else set()
-    tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", work, needed)
+    environments = RunEnvironments.plan(
+        config, mirror, sorted(needed), base_commit=applied.base_commit, head=applied.head,
+        base_reviewed=bool(needed) and on_branches(mirror, applied.base_commit, reviewed_branches(repository)),
+        trusted=store.trusted_dependencies(series.id) if needed else set(), cache_dir=work / "environments",
+        hidden=hidden, log_dir=logs)
+    tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", environments.for_tip())
     tip = tuple(_execute(store, config, series, plan.run, tip_space))
-    base = _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, needed)
+    base = _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, environments)
     previous = {}
     if series.supersedes_id is not None and (earlier := store.latest_test_run(series.supersedes_id)):
         previous = {result.suite: result for result in earlier.tip}
     verdict = compare([run.result for run in tip], base, previous)
-    return TestRun(series, applied, plan, tip, base, verdict, started)
+    return TestRun(series, applied, plan, tip, base, verdict, started, tuple(environments.notes()))
 
 
-def _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, needed) -> dict[str, SuiteResult]:
+def _base_results(store, config, mirror, series, applied, tip, logs, hidden, work,
+                  environments: RunEnvironments) -> dict[str, SuiteResult]:
     """The base's results for the suites that failed at the tip: kept ones, else run now.
 
     A suite that passes at the tip has no failure to classify, so its base is not run: a
@@ -280,7 +297,7 @@ def _base_results(store, config, mirror, series, applied, tip, logs, hidden, wor
         suite = config.suites[run.result.suite]
         if run.result.outcome is not Outcome.FAIL:
             continue
-        cached = store.base_result(applied.base_commit, suite.name, suite_key(suite))
+        cached = store.base_result(applied.base_commit, suite.name, suite_key(suite, environments.base_key(suite.environment)))
         if cached is not None:
             base[suite.name] = cached
         else:
@@ -289,7 +306,7 @@ def _base_results(store, config, mirror, series, applied, tip, logs, hidden, wor
         return base
     base_tree = apply_series(mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [], work / "worktrees")
     try:
-        base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", work, needed)
+        base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", environments.for_base())
         runs = _execute(store, config, series, missing, base_space)
     finally:
         remove_worktree(mirror, base_tree.worktree)
@@ -297,7 +314,8 @@ def _base_results(store, config, mirror, series, applied, tip, logs, hidden, wor
         for run in runs:
             base[run.result.suite] = run.result
             if run.result.outcome in (Outcome.PASS, Outcome.FAIL):  # the machine's failures are not kept
-                store.keep_base_result(applied.base_commit, suite_key(config.suites[run.result.suite]), run.result)
+                suite = config.suites[run.result.suite]
+                store.keep_base_result(applied.base_commit, suite_key(suite, environments.base_key(suite.environment)), run.result)
     return base
 
 
@@ -321,16 +339,9 @@ def _description(store: Store, series: SeriesRecord) -> str:
         return series.title
 
 
-def _workspace(config: Config, worktree: Path, logs: Path, hidden, label: str, work: Path, needed: set[str]) -> Workspace:
-    environments = {}
-    space = Workspace(worktree, config, logs, {}, hidden, label)
-    for name in sorted(needed):
-        environment = config.environments[name]
-        try:
-            environments[name] = prepare_environment(environment, space, work / "environments")
-        except EnvironmentFailed as error:
-            log.error("%s", error)  # suites needing it report an infrastructure error
-    return Workspace(worktree, config, logs, environments, hidden, label)
+def _workspace(config: Config, worktree: Path, logs: Path, hidden, label: str, prepared) -> Workspace:
+    ready, missing = prepared  # suites needing a missing one report why (RunEnvironments)
+    return Workspace(worktree, config, logs, ready, hidden, label, missing)
 
 
 def _paths_touched(store: Store, series: SeriesRecord) -> list[str]:

@@ -73,7 +73,8 @@ class Command(Protocol):
 
 def all_commands() -> dict[str, Command]:
     """Every verb, in the order help lists them."""
-    from patchbot.commands import apply, help, ignore, retest, status, test
+    from patchbot.commands import apply, help, ignore, retest, status, test, trust_deps
 
-    commands = (*help.COMMANDS, *status.COMMANDS, *retest.COMMANDS, *test.COMMANDS, *ignore.COMMANDS, *apply.COMMANDS)
+    commands = (*help.COMMANDS, *status.COMMANDS, *retest.COMMANDS, *test.COMMANDS, *ignore.COMMANDS, *apply.COMMANDS,
+                *trust_deps.COMMANDS)
     return {command.name: command for command in commands}

@@ -1,4 +1,4 @@
-"""Suites in the real sandbox: environments cached by key, the machine's failures retried once."""
+"""Suites in the real sandbox: their environment read-only, the machine's failures retried once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from patchbot.config import Config, EnvironmentConfig, LimitsConfig, SuiteConfig
-from patchbot.execute import EnvironmentFailed, Workspace, prepare_environment, run_suite, run_suites
+from patchbot.execute import MissingEnvironment, Workspace, run_suite, run_suites
 from patchbot.sandbox import sandbox_available
 from patchbot.testreports import Outcome
 
@@ -29,30 +29,25 @@ def workspace(tmp_path) -> Workspace:
     return Workspace(worktree, CONFIG, tmp_path / "logs", {}, (), "tip")
 
 
-def test_an_environment_is_set_up_once_per_key(workspace, tmp_path):
-    environment = EnvironmentConfig("env", 'date +%s%N > "$PATCHBOT_ENV/made"', ("requirements.txt",))
-    first = prepare_environment(environment, workspace, tmp_path / "envs")
-    made = (first / "made").read_text()
-    assert prepare_environment(environment, workspace, tmp_path / "envs") == first
-    assert (first / "made").read_text() == made  # not run again
-    (workspace.worktree / "requirements.txt").write_text("pytest\nhypothesis\n")
-    second = prepare_environment(environment, workspace, tmp_path / "envs")
-    assert second != first and len(list((tmp_path / "envs").iterdir())) == 2
-
-
-def test_a_failing_environment_is_reported_and_not_kept(workspace, tmp_path):
-    environment = EnvironmentConfig("env", "echo cannot build; exit 3", ())
-    with pytest.raises(EnvironmentFailed, match="cannot build"):
-        prepare_environment(environment, workspace, tmp_path / "envs")
-    assert list((tmp_path / "envs").iterdir()) == []
-
-
 def test_a_suite_sees_its_environment_read_only(workspace, tmp_path):
-    environment = EnvironmentConfig("env", 'echo ready > "$PATCHBOT_ENV/flag"', ())
-    folder = prepare_environment(environment, workspace, tmp_path / "envs")
+    folder = tmp_path / "envs" / "env"
+    folder.mkdir(parents=True)
+    (folder / "flag").write_text("ready\n")
     space = Workspace(workspace.worktree, CONFIG, workspace.log_dir, {"env": folder}, (), "tip")
     suite = SuiteConfig("s", 'grep -q ready "$PATCHBOT_ENV/flag" && ! touch "$PATCHBOT_ENV/x"', ("*",), environment="env")
     assert run_suite(suite, space).result.outcome is Outcome.PASS
+
+
+def test_a_suite_whose_environment_waits_for_trust_is_skipped_with_the_reason(workspace):
+    missing = {"env": MissingEnvironment(Outcome.SKIPPED, "changes dependencies: needs a maintainer's `patchbot: trust-deps`")}
+    space = Workspace(workspace.worktree, CONFIG, workspace.log_dir, {}, (), "tip", missing)
+    run = run_suite(SuiteConfig("s", "true", ("*",), environment="env"), space)
+    assert (run.result.outcome, run.attempts) == (Outcome.SKIPPED, 1) and "trust-deps" in run.result.detail
+
+
+def test_a_suite_whose_environment_is_not_set_up_is_an_infrastructure_error(workspace):
+    run = run_suite(SuiteConfig("s", "true", ("*",), environment="env"), workspace)
+    assert run.result.outcome is Outcome.INFRA_ERROR and run.result.detail == "environment env is not set up"
 
 
 def test_a_suite_that_cannot_start_is_an_infrastructure_error_retried_once(workspace):
