@@ -181,8 +181,8 @@ def _file_change(patched) -> FileChange:
     return FileChange(
         path=_strip_prefix(patched.path),
         old_path=_strip_prefix(patched.source_file) if renamed else None,
-        added=bool(patched.is_added_file),
-        deleted=bool(patched.is_removed_file),
+        added=_names_no_file(patched.source_file, patched.patch_info, "new file mode "),
+        deleted=_names_no_file(patched.target_file, patched.patch_info, "deleted file mode "),
         renamed=renamed,
         binary=bool(patched.is_binary_file),
         old_mode=patched.source_mode,
@@ -190,6 +190,12 @@ def _file_change(patched) -> FileChange:
         lines_added=patched.added,
         lines_removed=patched.removed,
     )
+
+
+def _names_no_file(path: str | None, header, mode_line: str) -> bool:
+    """Whether a side of a file's diff is no file: `/dev/null` or git's mode line. unidiff's own
+    is_added_file also says so of `@@ -0,0 +1 @@`, which is an edit of an empty file too."""
+    return path == "/dev/null" or any(str(line).startswith(mode_line) for line in header or ())
 
 
 def _strip_prefix(path: str | None) -> str:
