@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from patchbot import PatchbotError, __version__
-from patchbot.config import Config, ConfigError, load_config
+from patchbot.config import Config, ConfigError, git_location, load_config
 from patchbot.store import Store, default_db_path, is_machine_fault
 
 # Each command imports the stages it drives: `patchbot test` need not load the SMTP client,
@@ -483,8 +483,20 @@ def _print_json(value) -> None:
     sys.stdout.write("\n")
 
 
+def anchor_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Make the paths given on the command line absolute, against the folder patchbot was started
+    in: later steps run git in other folders, and a relative --db once put the work folder
+    ("<db folder>/work") relative to wherever git ran ("not a git repository", blamed on the patch)."""
+    for name in ("db", "config", "keep"):
+        if isinstance(value := getattr(args, name, None), Path):
+            setattr(args, name, Path.cwd() / value.expanduser())
+    if getattr(args, "repo", None):
+        args.repo = git_location(args.repo, Path.cwd())
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = anchor_paths(build_parser().parse_args(argv))
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="patchbot: %(message)s", stream=sys.stderr)
     try:

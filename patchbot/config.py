@@ -302,8 +302,8 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     repository = None
     if "repository" in data:
         table = top.table("repository")
-        url = _git_location(table.get("url", str, required=True), here)
-        push_url = _git_location(table.get("push_url", str), here)
+        url = git_location(table.get("url", str, required=True), here)
+        push_url = git_location(table.get("push_url", str), here)
         tag_branches = _strings_table(table, "tag_branches")
         repository = RepositoryConfig(
             url=url, default_branch=table.get("default_branch", str, "master"),
@@ -505,7 +505,7 @@ def _executor(top: _Table, here: Path, suites: dict) -> tuple[str, GitlabConfig 
             raise ConfigError("gitlab", "is required when executor.kind is gitlab")
         return kind, None
     table = top.table("gitlab")
-    push_url = _git_location(table.get("push_url", str, required=True), here)
+    push_url = git_location(table.get("push_url", str, required=True), here)
     gitlab = GitlabConfig(
         url=table.get("url", str, required=True).rstrip("/"), project=table.get("project", str, required=True),
         push_url=push_url, token_file=_path(table.get("token_file", str), here), token_env=table.get("token_env", str),
@@ -531,8 +531,9 @@ def _strings_table(table: _Table, name: str) -> dict[str, str]:
     return values
 
 
-def _git_location(value: str | None, here: Path) -> str | None:
-    """A URL git understands as it is, or a local path made absolute against the config's folder."""
+def git_location(value: str | None, here: Path) -> str | None:
+    """A URL git understands as it is, or a local path made absolute against `here` (the config's
+    folder; the current one for a path given on the command line)."""
     if value is None or "://" in value or value.startswith("git@"):
         return value
     return str(_path(value, here))
