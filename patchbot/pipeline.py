@@ -138,7 +138,7 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
     log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
     try:
         run = run_test(store, config, series.id, work=work, hidden=hidden,
-                       base_ref=request.base_ref, only_suite=request.suite)
+                       base_ref=request.base_ref, only_suite=request.suite, fresh_base=request.number > 1)
     except (GitError, TestRunError) as error:
         delay = min(RETRY_BASE_S * 2 ** request.attempts, MAX_RETRY_S)
         log.error("series %d: could not be tested (attempt %d, next in %d s): %s",

@@ -164,8 +164,10 @@ def keep_test_run(store: Store, run: TestRun) -> int:
 def run_test(
     store: Store, config: Config, series_id: int, *, work: Path, hidden: tuple[Path, ...],
     base_ref: str | None = None, repository_url: str | None = None, only_suite: str | None = None,
+    fresh_base: bool = False,
 ) -> TestRun:
-    """Run everything for one stored series; the caller stores the run (see keep_test_run)."""
+    """Run everything for one stored series; the caller stores the run (see keep_test_run).
+    `fresh_base`: run the base of every suite that fails again, kept results or not (a retest)."""
     started = datetime.now(timezone.utc)
     repository = _repository(config, repository_url)
     series = store.series(series_id)
@@ -187,7 +189,8 @@ def run_test(
     run = TestRun(series, applied, None, (), {}, None, started)
     if applied.ok:
         try:
-            run = _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite)
+            run = _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite,
+                              fresh_base)
         finally:
             remove_worktree(mirror, applied.worktree)
     return run
@@ -258,7 +261,8 @@ def reviewed_branches(repository: RepositoryConfig) -> list[str]:
     return [repository.default_branch, *repository.branches, *repository.tag_branches.values()]
 
 
-def _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite=None) -> TestRun:
+def _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite=None,
+                fresh_base=False) -> TestRun:
     paths = _paths_touched(store, series)
     required = sorted({path for suite in config.suites.values() for path in suite.requires})
     present = paths_in_tree(mirror, applied.base_commit, required)
@@ -276,7 +280,7 @@ def _run_suites(store, config, mirror, repository, series, applied, work, hidden
         hidden=hidden, log_dir=logs)
     tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", environments.for_tip())
     tip = tuple(_execute(store, config, series, plan.run, tip_space))
-    base = _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, environments)
+    base = _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, environments, fresh_base)
     previous = {}
     if series.supersedes_id is not None and (earlier := store.latest_test_run(series.supersedes_id)):
         previous = {result.suite: result for result in earlier.tip}
@@ -285,7 +289,7 @@ def _run_suites(store, config, mirror, repository, series, applied, work, hidden
 
 
 def _base_results(store, config, mirror, series, applied, tip, logs, hidden, work,
-                  environments: RunEnvironments) -> dict[str, SuiteResult]:
+                  environments: RunEnvironments, fresh_base: bool = False) -> dict[str, SuiteResult]:
     """The base's results for the suites that failed at the tip: kept ones, else run now.
 
     A suite that passes at the tip has no failure to classify, so its base is not run: a
@@ -297,7 +301,8 @@ def _base_results(store, config, mirror, series, applied, tip, logs, hidden, wor
         suite = config.suites[run.result.suite]
         if run.result.outcome is not Outcome.FAIL:
             continue
-        cached = store.base_result(applied.base_commit, suite.name, suite_key(suite, environments.base_key(suite.environment)))
+        key = suite_key(suite, environments.base_key(suite.environment))
+        cached = None if fresh_base else store.base_result(applied.base_commit, suite.name, key)
         if cached is not None:
             base[suite.name] = cached
         else:

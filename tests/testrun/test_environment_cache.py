@@ -11,7 +11,10 @@ import sys
 import pytest
 from conftest import Contributor
 
+from patchbot.config import load_config
 from patchbot.sample import write_sample_config
+from patchbot.store import Store
+from patchbot.testrun import run_test
 
 ENVIRONMENT = """
 [environments.venv]
@@ -74,3 +77,13 @@ def test_a_changed_environment_command_or_suite_definition_runs_the_base_again(u
     assert bot("cache", "clear", "--suite", "python", "--base", first["base"][:10]) == "3 kept base results cleared\n"
     bot("test", str(series), "--json")
     assert bot.base_ran(series), "`patchbot cache clear` must make the base run again"
+    # A retest (a maintainer's `patchbot: retest`: the pipeline's requests after the first) runs
+    # the base of every failing suite again, kept result or not.
+    bot("test", str(series), "--json")
+    assert not bot.base_ran(series)
+    store = Store(tmp_path / "patchbot.db")
+    try:
+        run = run_test(store, load_config(bot.config), series, work=bot.work, hidden=(), fresh_base=True)
+    finally:
+        store.close()
+    assert bot.base_ran(series) and run.base["python"].outcome.value == "pass"
