@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 RULE_VERSION = 2
 # Key files are dependency lists, not data: more than this is refused, not read.
 MAX_KEY_BYTES = 8 * 1024 * 1024
+MAX_KEY_FILES = 10_000
 INTERPRETERS = ("python3", "php")
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
@@ -147,8 +148,9 @@ def read_key_files(mirror: Path, commit: str, names: Sequence[str]) -> tuple[Key
         mode, kind, sha, size = meta.decode().split()
         entries.append((path.decode(errors="surrogateescape"), mode, kind, sha))
         total += int(size) if size.isdigit() else 0
-    if total > MAX_KEY_BYTES:
-        raise EnvironmentFailed(f"its key files hold {total} bytes, more than {MAX_KEY_BYTES}")
+    if total > MAX_KEY_BYTES or len(entries) > MAX_KEY_FILES:
+        raise EnvironmentFailed(f"its key files ({len(entries)}) hold {total} bytes, more than {MAX_KEY_FILES} files"
+                                f" or {MAX_KEY_BYTES} bytes")
     blobs = _blobs(mirror, [sha for _, _, kind, sha in entries if kind == "blob"])
     return tuple(KeyFile(path, mode, blobs[sha] if kind == "blob" else sha.encode())
                  for path, mode, kind, sha in sorted(entries))
@@ -336,9 +338,10 @@ class RunEnvironments:
     one from the series' files (networked only when a maintainer trusted exactly these files)."""
 
     def __init__(self, config: Config, cache_dir: Path, hidden: tuple[Path, ...], log_dir: Path,
-                 base: dict[str, Recipe], tip: dict[str, Recipe]):
+                 base: dict[str, Recipe], tip: dict[str, Recipe], unreadable: dict[tuple[str, str], MissingEnvironment]):
         self.config, self.cache_dir, self.hidden, self.log_dir = config, cache_dir, hidden, log_dir
         self.base, self.tip = base, tip
+        self.unreadable = unreadable  # ("base" or "tip", name): key files that could not be read
         self._built: dict[str, Path | MissingEnvironment] = {}
 
     @classmethod
@@ -346,24 +349,33 @@ class RunEnvironments:
              base_reviewed: bool, trusted: set[tuple[str, str]], cache_dir: Path, hidden: tuple[Path, ...],
              log_dir: Path) -> RunEnvironments:
         """`trusted`: (environment, files digest) pairs a maintainer trusted for this series."""
-        base, tip = {}, {}
+        base, tip, unreadable = {}, {}, {}
         for name in sorted(names):
             environment = config.environments[name]
-            base_files = read_key_files(mirror, base_commit, environment.key_files)
+            try:
+                base_files = read_key_files(mirror, base_commit, environment.key_files)
+            except EnvironmentFailed as error:  # the operator's to look at: the base is reviewed
+                unreadable[("base", name)] = unreadable[("tip", name)] = MissingEnvironment(
+                    Outcome.INFRA_ERROR, f"environment {name} could not be built on the base: {error}")
+                continue
             base[name] = recipe(environment, base_commit, base_files, Origin.BASE if base_reviewed else Origin.OFFLINE, config)
-            tip_files = read_key_files(mirror, head, environment.key_files) if head != base_commit else base_files
+            try:
+                tip_files = read_key_files(mirror, head, environment.key_files) if head != base_commit else base_files
+            except EnvironmentFailed as error:  # the series made them so
+                unreadable[("tip", name)] = MissingEnvironment(Outcome.FAIL, f"environment {name}: {error}")
+                continue
             if tip_files == base_files:
                 tip[name] = base[name]
             else:
                 origin = Origin.TRUSTED if (name, files_digest(tip_files)) in trusted else Origin.OFFLINE
                 tip[name] = recipe(environment, head, tip_files, origin, config)
-        return cls(config, cache_dir, hidden, log_dir, base, tip)
+        return cls(config, cache_dir, hidden, log_dir, base, tip, unreadable)
 
     def for_tip(self) -> tuple[dict[str, Path], dict[str, MissingEnvironment]]:
-        return self._prepare(self.tip)
+        return self._prepare(self.tip, "tip")
 
     def for_base(self) -> tuple[dict[str, Path], dict[str, MissingEnvironment]]:
-        return self._prepare(self.base)
+        return self._prepare(self.base, "base")
 
     def base_key(self, name: str | None) -> str | None:
         return self.base[name].key if name in self.base else None
@@ -377,8 +389,9 @@ class RunEnvironments:
             notes.append(EnvironmentNote(name, tip.origin.value, tip is not self.base[name], tip.key, tip.files_digest, state))
         return notes
 
-    def _prepare(self, recipes: dict[str, Recipe]) -> tuple[dict[str, Path], dict[str, MissingEnvironment]]:
-        ready, missing = {}, {}
+    def _prepare(self, recipes: dict[str, Recipe], side: str) -> tuple[dict[str, Path], dict[str, MissingEnvironment]]:
+        ready = {}
+        missing = {name: problem for (which, name), problem in self.unreadable.items() if which == side}
         for name, wanted in recipes.items():
             if wanted.key not in self._built:
                 self._built[wanted.key] = self._build(wanted, changed=wanted is not self.base[name])

@@ -216,3 +216,18 @@ def test_a_base_not_on_a_reviewed_branch_builds_offline_too(repo, tmp_path):
     plan = RunEnvironments.plan(config, repo.path, ["env"], base_commit=commit, head=commit, base_reviewed=False,
                                 trusted=set(), cache_dir=tmp_path / "envs", hidden=(), log_dir=tmp_path / "logs")
     assert (plan.for_base()[0]["env"] / "how").read_text() == "offline 1\n"
+
+
+def test_key_files_past_the_cap_are_not_read_and_the_series_is_told(repo, tmp_path, monkeypatch):
+    import patchbot.environments
+
+    monkeypatch.setattr(patchbot.environments, "MAX_KEY_BYTES", 100)
+    environment = EnvironmentConfig("env", 'touch "$PATCHBOT_ENV/ok"', ("requirements.txt",))
+    config = replace(CONFIG, environments={"env": environment})
+    base = repo.commit({"requirements.txt": "pytest\n"})
+    head = repo.commit({"requirements.txt": "x" * 200})
+    plan = RunEnvironments.plan(config, repo.path, ["env"], base_commit=base, head=head, base_reviewed=True, trusted=set(),
+                                cache_dir=tmp_path / "envs", hidden=(), log_dir=tmp_path / "logs")
+    ready, missing = plan.for_tip()
+    assert ready == {} and missing["env"].outcome is Outcome.FAIL and "more than" in missing["env"].detail
+    assert "env" in plan.for_base()[0]
