@@ -10,10 +10,10 @@ The rule (RULE_VERSION 2; issue 11 item 5, issue 12 items 2, 3, 5):
   ([environments.NAME] pinned_files), whether the build has network and whether its files are
   reviewed, and RULE_VERSION: the key is the hash of all of them, so the same inputs reuse the
   same environment, any change builds a new one, and a patch's build is never a reviewed one's.
-- **Where it builds.** In a folder holding exactly those inputs (the key files of that commit
-  and the pinned files), never in a worktree: what the command can read is what the key
-  covers. An environment holds dependencies, not the project: suites run the project from
-  their worktree (`pip install -r requirements.txt`, `poetry install --no-root`).
+- **Where it builds.** In a folder holding exactly the key files of that commit (the pinned
+  files beside it, in $PATCHBOT_PINNED), never in a worktree: what the command can read is what
+  the key covers. An environment holds dependencies, not the project: suites run the project
+  from their worktree (`pip install -r requirements.txt`, `poetry install --no-root`).
 - **Network only for reviewed files.** The build gets the network (when the environment says
   `network = true`) only for files of a commit on one of the configured branches (the base,
   already reviewed), or for a patch's files a maintainer named with `patchbot: trust-deps`
@@ -246,7 +246,7 @@ def _run_build(recipe: Recipe, config: Config, target: Path, hidden: tuple[Path,
     with tempfile.TemporaryDirectory(prefix=f"{recipe.folder_name}.inputs-", dir=target.parent) as inputs:
         source = Path(inputs) / "src"
         materialise(recipe.files, source)
-        pinned = source / ".patchbot-pinned"
+        pinned = Path(inputs) / "pinned"  # beside the tree's files, so that no name of the tree meets them
         pinned.mkdir()
         for path in environment.pinned_files:
             shutil.copyfile(path, pinned / path.name)
@@ -254,7 +254,7 @@ def _run_build(recipe: Recipe, config: Config, target: Path, hidden: tuple[Path,
                "PYTHONUNBUFFERED": "1", "PATCHBOT_ENV": str(target), "PATCHBOT_PINNED": str(pinned),
                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATCHBOT_ORIGIN": recipe.origin.value}
         command = environment.command
-        readonly = list(config.expose)
+        readonly = [*config.expose, pinned]
         if not recipe.networked:
             env.update(PIP_NO_INDEX="1", PATCHBOT_OFFLINE="1")
             command = environment.offline_command or command

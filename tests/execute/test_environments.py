@@ -87,8 +87,7 @@ def test_the_build_sees_only_its_key_files_and_pinned_files(repo, tmp_path):
                                     ("setup.py", "requirements"), pinned_files=(pinned,))
     commit = repo.commit({"setup.py": "print()\n", "requirements/dev.txt": "pytest\n", "aurweb/app.py": "x = 1\n"})
     folder = built(repo, commit, environment, tmp_path / "envs")
-    assert (folder / "seen").read_text().splitlines() == [
-        "./.patchbot-pinned/aurweb-2020.txt", "./requirements/dev.txt", "./setup.py", "sqlalchemy==1.3.19"]
+    assert (folder / "seen").read_text().splitlines() == ["./requirements/dev.txt", "./setup.py", "sqlalchemy==1.3.19"]
 
 
 def test_the_key_covers_the_command_the_pinned_files_and_the_network_rule(repo, tmp_path):
