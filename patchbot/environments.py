@@ -198,7 +198,6 @@ def recipe(environment: EnvironmentConfig, commit: str, files: tuple[KeyFile, ..
     return Recipe(environment, commit, files, origin, key)
 
 
-@functools.lru_cache(maxsize=16)
 def interpreter_versions(path: tuple[str, ...]) -> dict[str, str]:
     """`python3 --version` and `php --version` as the sandbox's PATH finds them (the operator's
     programs, not the patch's): a new interpreter means new environments."""
@@ -208,12 +207,18 @@ def interpreter_versions(path: tuple[str, ...]) -> dict[str, str]:
         if program is None:
             versions[name] = "absent"
             continue
-        try:
-            said = subprocess.run([program, "--version"], capture_output=True, timeout=30, env={"PATH": os.pathsep.join(path)})
-            versions[name] = f"{os.path.realpath(program)} {said.stdout.decode(errors='replace').splitlines()[:1]}"
-        except (OSError, subprocess.TimeoutExpired) as error:
-            versions[name] = f"{program}: {error}"
+        real = os.path.realpath(program)
+        versions[name] = _version_of(real, os.stat(real).st_mtime_ns)  # asked again once the program changes
     return versions
+
+
+@functools.lru_cache(maxsize=16)
+def _version_of(program: str, modified_ns: int) -> str:
+    try:
+        said = subprocess.run([program, "--version"], capture_output=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{program}: {error}"
+    return f"{program} {said.stdout.decode(errors='replace').splitlines()[:1]}"
 
 
 def build(recipe: Recipe, config: Config, cache_dir: Path, hidden: tuple[Path, ...], log_dir: Path | None) -> Path:
