@@ -19,7 +19,8 @@ The rule (RULE_VERSION 2; issue 11 item 5, issue 12 items 2, 3, 5):
   already reviewed), or for a patch's files a maintainer named with `patchbot: trust-deps`
   (recorded with the digest of exactly those files). A series whose patches change the key
   files gets an environment built from its files without network (`PIP_NO_INDEX=1`, the
-  operator's wheel folder as `PIP_FIND_LINKS`, `offline_command` if given). If that fails, its
+  wheel cache as `PIP_FIND_LINKS`, `offline_command` if given): a networked build may fill the
+  cache (`pip wheel -w "$PATCHBOT_WHEELS"`), an offline one only reads it. If that fails, its
   suites are not run: "changes dependencies: needs a maintainer's `patchbot: trust-deps`".
 - **One build at a time, never half a build.** A build takes a lock per key (flock on a file
   of its own, so threads and processes exclude each other); a second worker waits, then finds
@@ -238,7 +239,7 @@ def build(recipe: Recipe, config: Config, cache_dir: Path, hidden: tuple[Path, .
             shutil.rmtree(leftover, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{recipe.folder_name}.", dir=builds))
         try:
-            _run_build(recipe, config, folder, hidden, log_dir)
+            _run_build(recipe, config, folder, wheel_folder(recipe.environment, cache_dir), hidden, log_dir)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -246,7 +247,13 @@ def build(recipe: Recipe, config: Config, cache_dir: Path, hidden: tuple[Path, .
         return folder
 
 
-def _run_build(recipe: Recipe, config: Config, target: Path, hidden: tuple[Path, ...], log_dir: Path | None) -> None:
+def wheel_folder(environment: EnvironmentConfig, cache_dir: Path) -> Path:
+    """The wheel cache: networked (reviewed) builds may add to it, offline builds install from it."""
+    return environment.wheels or cache_dir / ".wheels" / environment.name
+
+
+def _run_build(recipe: Recipe, config: Config, target: Path, wheels: Path, hidden: tuple[Path, ...],
+               log_dir: Path | None) -> None:
     environment = recipe.environment
     with tempfile.TemporaryDirectory(prefix=f"{recipe.folder_name}.inputs-", dir=target.parent) as inputs:
         source = Path(inputs) / "src"
@@ -259,20 +266,24 @@ def _run_build(recipe: Recipe, config: Config, target: Path, hidden: tuple[Path,
                "PYTHONUNBUFFERED": "1", "PATCHBOT_ENV": str(target), "PATCHBOT_PINNED": str(pinned),
                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATCHBOT_ORIGIN": recipe.origin.value}
         command = environment.command
-        readonly = [*config.expose, pinned]
-        if not recipe.networked:
+        readonly, writable = [*config.expose, pinned], [target]
+        if recipe.networked:
+            wheels.mkdir(parents=True, exist_ok=True)
+            writable.append(wheels)  # reviewed files only: what they download may serve offline builds
+        else:
             env.update(PIP_NO_INDEX="1", PATCHBOT_OFFLINE="1")
             command = environment.offline_command or command
-            if environment.wheels is not None:
-                env["PIP_FIND_LINKS"] = str(environment.wheels)
-                readonly.append(environment.wheels)
+            if wheels.is_dir():
+                readonly.append(wheels)  # a patch's build reads the cache, never adds to it
+        if wheels.is_dir():
+            env.update(PIP_FIND_LINKS=str(wheels), PATCHBOT_WHEELS=str(wheels))
         log.info("building environment %s (%s files of %s, %s) in %s", environment.name, recipe.origin.value,
                  recipe.commit[:12], "with network" if recipe.networked else "without network", target)
         result = run_sandboxed(SandboxSpec(
             argv=("/bin/sh", "-c", command), worktree=source, cwd=source, env=env,
             limits=Limits(wall_seconds=environment.timeout_s, memory_bytes=config.limits.memory_mb * 1024 * 1024,
                           max_processes=config.limits.processes, max_output_bytes=config.limits.output_kb * 1024),
-            readonly_paths=tuple(readonly), writable_paths=(target,), hidden_paths=hidden, network=recipe.networked,
+            readonly_paths=tuple(readonly), writable_paths=tuple(writable), hidden_paths=hidden, network=recipe.networked,
         ))
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)

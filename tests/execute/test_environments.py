@@ -230,3 +230,22 @@ def test_key_files_past_the_cap_are_not_read_and_the_series_is_told(repo, tmp_pa
     ready, missing = plan.for_tip()
     assert ready == {} and missing["env"].outcome is Outcome.FAIL and "more than" in missing["env"].detail
     assert "env" in plan.for_base()[0]
+
+
+def test_reviewed_builds_fill_the_wheel_cache_and_a_patch_s_build_only_reads_it(repo, tmp_path):
+    environment = EnvironmentConfig("env", """
+        if [ -n "$PATCHBOT_OFFLINE" ]; then
+            ls "$PIP_FIND_LINKS" > "$PATCHBOT_ENV/seen"; touch "$PATCHBOT_WHEELS/evil-1.0-py3-none-any.whl" 2>/dev/null; true
+        else
+            echo wheel > "$PATCHBOT_WHEELS/sqlalchemy-1.3.19-py3-none-any.whl"
+        fi""", ("requirements.txt",), network=True)
+    config = replace(CONFIG, environments={"env": environment})
+    base = repo.commit({"requirements.txt": "sqlalchemy\n"})
+    head = repo.commit({"requirements.txt": "sqlalchemy==1.3.19\n"})
+    plan = RunEnvironments.plan(config, repo.path, ["env"], base_commit=base, head=head, base_reviewed=True, trusted=set(),
+                                cache_dir=tmp_path / "envs", hidden=(), log_dir=tmp_path / "logs")
+    plan.for_base()
+    ready, _ = plan.for_tip()
+    assert (ready["env"] / "seen").read_text() == "sqlalchemy-1.3.19-py3-none-any.whl\n"
+    assert sorted(path.name for path in (tmp_path / "envs" / ".wheels" / "env").iterdir()) == [
+        "sqlalchemy-1.3.19-py3-none-any.whl"]
