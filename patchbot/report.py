@@ -184,6 +184,8 @@ def result_context(config: Config, series: SeriesRecord, run: StoredTestRun) -> 
         "apply_detail": _apply_detail(summary["apply_detail"], folders) if not summary["applied"] else "",
         "log_hint": _log_hint(config, run, suites),
         "reproduce": _reproduce(summary),
+        "announced": series.total, "extra_patches": len(series.extra_patches),  # [PATCH 3/2]: series.py
+        "version_mismatch": f"v{series.version}" if series.version_mismatches else "",
     }
 
 

@@ -6,7 +6,13 @@ version and total from the last 20 minutes, else it starts a series. A number al
 starts a new series. A higher version in the thread of an older one is its re-roll; one sent
 in reply to the same-numbered patch of the older version is a partial re-roll and inherits
 the patches it does not replace. Versions are also linked by `Supersedes: <msgid>` and by
-the same normalised title and sender; older versions become obsolete.
+the same normalised title and sender; older versions become obsolete, also when they are
+filed (or dated) after the version that replaces them. A patch threaded under its series'
+cover letter belongs to it whatever version its subject says: the cover's version wins, and
+the series notes the mismatch. A number beyond the total (`[PATCH 3/2]`) joins its series,
+which notes that it has more patches than announced. `Based-on:`, `Depends-on:` and
+`Supersedes:` count from the series' own mails, and from replies in its thread by its author
+or a maintainer; anyone else's are ignored.
 
 Only the series' own sender (the author the mail parser resolved) may add to a series,
 re-roll it or supersede it, and a maintainer whose mail passes the command check (DKIM where
@@ -18,6 +24,7 @@ got "v2 of this series ... every suite passed" posted in her thread.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -27,6 +34,8 @@ from patchbot.config import Config
 from patchbot.mail import Kind, ParsedMail
 from patchbot.mail.headers import message_ids_in
 from patchbot.store import SeriesRecord, Store
+
+log = logging.getLogger(__name__)
 
 UNTHREADED_WINDOW = timedelta(minutes=20)
 
@@ -80,7 +89,7 @@ def file_mail(store: Store, mail_id: int, mail: ParsedMail, received_at: datetim
     store.attach_to_series(mail_id, series.id)
     # Replies to this reply belong to the same thread.
     store.remember_thread_ids(series.id, (mail.message_id,))
-    return Filing(mail.kind, series.id, "in-series-thread")
+    return Filing(mail.kind, series.id, _hints_in_reply(store, series, mail_id, mail, vouched) or "in-series-thread")
 
 
 def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: datetime,
@@ -102,7 +111,11 @@ def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: dateti
     # The closest series of the thread that this sender may add to, re-roll or supersede.
     thread = next((candidate for _, candidate in along if owns(candidate)), None)
     series, rule = None, "new-series"
-    if thread is not None and thread.version == version:
+    if thread is not None and thread.version != version and _under_its_cover(thread, mail, number, total, mail_id, along):
+        series, rule = thread, "thread-cover-version-wins"
+        if number == 0:
+            store.update_series(series.id, version=version)
+    elif thread is not None and thread.version == version:
         if _slot_free(thread, number, mail_id) and _totals_agree(thread.total, total):
             series, rule = thread, "thread"
         else:
@@ -129,10 +142,24 @@ def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: dateti
         series_id = series.id
 
     _place(store, series_id, mail_id, mail, number, total, date)
+    _keep_base_hints(store, series_id, mail_id, mail)
     store.claim_own_thread_id(series_id, mail.message_id)
     store.remember_thread_ids(series_id, mail.thread_ids)
     _link_earlier_version(store, store.series(series_id), mail, owns)
     return Filing(mail.kind, series_id, rule)
+
+
+def _under_its_cover(series: SeriesRecord, mail: ParsedMail, number: int, total, mail_id: int, along) -> bool:
+    """A patch threaded under its series' cover letter belongs to it whatever version its subject
+    says, and the cover's version wins (Patchwork does the same: a hand-edited cover letter says
+    `[PATCH net-next v3 0/4]`, format-patch's patches `[PATCH 1/4]`). A cover letter that arrives
+    after its patches (whose References named it) makes the series its version when it is the
+    higher one; a lower one is an older version that those patches were sent in reply to."""
+    if not (_slot_free(series, number, mail_id) and _totals_agree(series.total, total)):
+        return False
+    if number == 0:
+        return along[0][0] == mail.message_id and along[0][1].id == series.id and mail.subject.version > series.version
+    return series.cover_message_id is not None and series.cover_message_id in mail.thread_ids
 
 
 def _slot_free(series: SeriesRecord, number: int, mail_id: int) -> bool:
@@ -198,18 +225,63 @@ def _link_earlier_version(store: Store, series: SeriesRecord, mail: ParsedMail,
                           owns: Callable[[SeriesRecord], bool]) -> None:
     """Link a re-roll to the version it replaces, once its title or Supersedes: is known.
     A Supersedes: naming another sender's series is not obeyed (unless a maintainer sent it)."""
+    # An earlier version filed after its re-roll (a late delivery, an archive read out of order,
+    # a Date set later) is what the re-roll replaces: it never becomes the current version.
+    later = store.later_unlinked_versions(series.author, series.normalised_title, series.version, series.id)
+    if later:
+        store.link_versions(later[0].id, series.id)
     if series.supersedes_id is not None:
         return
-    for value in mail.trailer_values("Supersedes"):
-        for message_id in message_ids_in(value) or (f"<{value.strip('<> ')}>",):
-            older = store.series_of_mail(message_id)
-            if older is not None and older.id != series.id and owns(older):
-                store.link_versions(series.id, older.id)
-                return
+    if _obey_supersedes(store, series, mail, owns):
+        return
     if series.version > 1:
         earlier = store.earlier_versions(series.author, series.normalised_title, series.version, series.id)
         if earlier:
             store.link_versions(series.id, earlier[0].id)
+
+
+def _obey_supersedes(store: Store, series: SeriesRecord, mail: ParsedMail,
+                     owns: Callable[[SeriesRecord], bool]) -> bool:
+    """Link `series` to the older one a `Supersedes: <msgid>` of `mail` names, if `owns` allows it."""
+    for value in mail.trailer_values("Supersedes"):
+        for message_id in message_ids_in(value) or (f"<{value.strip('<> ')}>",):
+            older = store.series_of_mail(message_id)
+            if older is not None and older.id != series.id and older.supersedes_id != series.id and owns(older):
+                store.link_versions(series.id, older.id)
+                return True
+    return False
+
+
+BASE_HINTS = ("Based-on", "Depends-on")
+
+
+def _keep_base_hints(store: Store, series_id: int, mail_id: int, mail: ParsedMail) -> int:
+    kept = 0
+    for name in BASE_HINTS:
+        for value in mail.trailer_values(name):
+            store.add_series_hint(series_id, mail_id, name, value)
+            kept += 1
+    return kept
+
+
+def _hints_in_reply(store: Store, series: SeriesRecord, mail_id: int, mail: ParsedMail, vouched: Vouch) -> str | None:
+    """`Based-on:`, `Depends-on:` and `Supersedes:` in a reply count when the series' author or a
+    maintainer (as the command check believes them) wrote it; anyone else's would let a stranger
+    pick the code a series is tested on, or make the author's series obsolete. Returns the rule."""
+    if not any(mail.trailer_values(name) for name in (*BASE_HINTS, "Supersedes")):
+        return None
+    if mail.sender.addr == series.author:
+        who = "author"
+    elif vouched(series):
+        who = "maintainer"
+    else:
+        log.info("%s: Based-on:/Depends-on:/Supersedes: ignored: %s is neither the author of series %d nor a maintainer",
+                 mail.message_id, mail.sender.addr, series.id)
+        return "series-hints-ignored-not-author-or-maintainer"
+    _keep_base_hints(store, series.id, mail_id, mail)
+    # The author may say their series replaces an older one of their own; a maintainer any.
+    _obey_supersedes(store, series, mail, lambda older: who == "maintainer" or older.author == series.author)
+    return f"series-hints-from-{who}"
 
 
 def sent_in_thread_of(store: Store, series: SeriesRecord, thread_ids: tuple[str, ...]) -> SeriesRecord | None:

@@ -30,6 +30,9 @@ def series_object(series: SeriesRecord) -> dict:
         "date": series.date.isoformat(),
         "obsolete": series.obsolete,
         "supersedes": series.supersedes_id,
+        "based_on": list(series.based_on),
+        "extra_patches": list(series.extra_patches),
+        "version_mismatches": [{"number": slot.number, "version": slot.version} for slot in series.version_mismatches],
         "patches": [
             {"number": slot.number, "message_id": slot.message_id, "subject": slot.subject, "inherited": slot.inherited}
             for slot in series.patches

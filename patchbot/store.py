@@ -220,6 +220,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (series_id, environment, files_digest)
     )
     """,
+    # 9 -> 10: what a series' own mails, its author's or a maintainer's replies say it is based
+    # on or depends on (Based-on:, Depends-on:), newest mail first; a stranger's are not kept.
+    """
+    CREATE TABLE series_hints (
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        mail_id INTEGER NOT NULL REFERENCES mails(id),
+        name TEXT NOT NULL,                      -- "Based-on" or "Depends-on"
+        value TEXT NOT NULL,
+        PRIMARY KEY (series_id, mail_id, name, value)
+    )
+    """,
 )
 
 
@@ -325,6 +336,7 @@ class PatchSlot:
     subject: str
     title: str
     inherited: bool
+    version: int | None = None  # what the patch's own subject says (the series' version may differ)
 
 
 @dataclass(frozen=True)
@@ -343,6 +355,7 @@ class SeriesRecord:
     obsolete: bool
     patches: tuple[PatchSlot, ...]
     ignored: bool = False  # a maintainer said "patchbot: ignore": not tested, pending tests dropped
+    based_on: tuple[str, ...] = ()  # Based-on:/Depends-on: values believed (series_hints), newest first
 
     @property
     def received(self) -> tuple[int, ...]:
@@ -350,7 +363,19 @@ class SeriesRecord:
 
     @property
     def complete(self) -> bool:
-        return self.total is not None and self.received == tuple(range(1, self.total + 1))
+        """Every patch 1..total is here (patches beyond the total do not make it incomplete)."""
+        return self.total is not None and set(range(1, self.total + 1)) <= set(self.received)
+
+    @property
+    def extra_patches(self) -> tuple[int, ...]:
+        """Numbers beyond the announced total (`[PATCH 3/2]` sent after a 0/2 cover letter)."""
+        return tuple(number for number in self.received if self.total is not None and number > self.total)
+
+    @property
+    def version_mismatches(self) -> tuple[PatchSlot, ...]:
+        """Own patches whose subject names another version than the series (the cover's wins)."""
+        return tuple(slot for slot in self.patches
+                     if not slot.inherited and slot.version is not None and slot.version != self.version)
 
     def slot(self, number: int) -> PatchSlot | None:
         return next((slot for slot in self.patches if slot.number == number), None)
@@ -620,13 +645,14 @@ class Store:
     def update_series(
         self, series_id: int, *, title: str | None = None, normalised_title: str | None = None,
         total: int | None = None, date: datetime | None = None, cover_mail_id: int | None = None,
+        version: int | None = None,
     ) -> None:
         """Set the given fields (None leaves a field as it is)."""
         self._db.execute(
             "UPDATE series SET title = coalesce(?, title), normalised_title = coalesce(?, normalised_title),"
             " total = coalesce(?, total), date = min(date, coalesce(?, date)),"
-            " cover_mail_id = coalesce(?, cover_mail_id) WHERE id = ?",
-            (title, normalised_title, total, _iso(date), cover_mail_id, series_id),
+            " cover_mail_id = coalesce(?, cover_mail_id), version = coalesce(?, version) WHERE id = ?",
+            (title, normalised_title, total, _iso(date), cover_mail_id, version, series_id),
         )
 
     def put_patch(self, series_id: int, number: int, mail_id: int, inherited: bool = False) -> None:
@@ -721,12 +747,25 @@ class Store:
 
     def earlier_versions(self, author: str, normalised_title: str, below_version: int, exclude_id: int) -> list[SeriesRecord]:
         """Series with the same author and title and a lower version, newest version first."""
-        rows = self._db.execute(
-            f"SELECT {_SERIES_COLUMNS} FROM series s WHERE s.author = ? AND s.normalised_title = ?"
-            " AND s.version < ? AND s.id != ? ORDER BY s.version DESC, s.id DESC",
-            (author, normalised_title, below_version, exclude_id),
-        ).fetchall()
+        return self._series_where("s.author = ? AND s.normalised_title = ? AND s.version < ? AND s.id != ?"
+                                  " ORDER BY s.version DESC, s.id DESC", (author, normalised_title, below_version, exclude_id))
+
+    def later_unlinked_versions(self, author: str, normalised_title: str, above_version: int,
+                                exclude_id: int) -> list[SeriesRecord]:
+        """Series with the same author and title, a higher version and nothing they re-roll yet,
+        lowest version first: an earlier version filed late (dated later or not) is what they re-roll."""
+        return self._series_where("s.author = ? AND s.normalised_title = ? AND s.version > ? AND s.id != ?"
+                                  " AND s.supersedes_id IS NULL ORDER BY s.version, s.id",
+                                  (author, normalised_title, above_version, exclude_id))
+
+    def _series_where(self, condition: str, parameters: tuple) -> list[SeriesRecord]:
+        rows = self._db.execute(f"SELECT {_SERIES_COLUMNS} FROM series s WHERE {condition}", parameters).fetchall()
         return [self._series_record(row) for row in rows]
+
+    def add_series_hint(self, series_id: int, mail_id: int, name: str, value: str) -> None:
+        """Keep a Based-on:/Depends-on: that counts for a series (filing twice keeps it once)."""
+        self._db.execute("INSERT OR IGNORE INTO series_hints (series_id, mail_id, name, value) VALUES (?, ?, ?, ?)",
+                         (series_id, mail_id, name, value))
 
     def series_of_mail(self, message_id: str) -> SeriesRecord | None:
         """The series holding this mail as its cover or one of its own (not inherited) patches."""
@@ -750,15 +789,19 @@ class Store:
 
     def _series_record(self, row: tuple) -> SeriesRecord:
         slots = self._db.execute(
-            "SELECT p.number, p.mail_id, m.message_id, m.subject, m.title, p.inherited"
+            "SELECT p.number, p.mail_id, m.message_id, m.subject, m.title, p.inherited, m.version"
             " FROM series_patches p JOIN mails m ON m.id = p.mail_id WHERE p.series_id = ? ORDER BY p.number",
             (row[0],),
+        ).fetchall()
+        based_on = self._db.execute(
+            "SELECT value FROM series_hints WHERE series_id = ? ORDER BY mail_id DESC, rowid", (row[0],),
         ).fetchall()
         return SeriesRecord(
             id=row[0], title=row[1], normalised_title=row[2], author=row[3], author_name=row[4],
             version=row[5], total=row[6], cover_mail_id=row[7], cover_message_id=row[8],
             date=_moment(row[9]), supersedes_id=row[10], obsolete=bool(row[11]), ignored=bool(row[12]),
-            patches=tuple(PatchSlot(s[0], s[1], s[2], s[3] or "", s[4] or "", bool(s[5])) for s in slots),
+            patches=tuple(PatchSlot(s[0], s[1], s[2], s[3] or "", s[4] or "", bool(s[5]), s[6]) for s in slots),
+            based_on=tuple(value for (value,) in based_on),
         )
 
 

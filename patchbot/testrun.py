@@ -223,7 +223,8 @@ def _hints(store: Store, series: SeriesRecord) -> BaseHints:
     trailers = [trailer for mail in mails if mail.facts for trailer in mail.facts.trailers]
     first = lambda name: next((t.value for t in trailers if t.name == name), None)  # noqa: E731
     tags = tuple(tag for mail in mails if mail.facts for tag in parse_subject(mail.facts.subject).tags)
-    return BaseHints(based_on=first("Based-on"), base_commit=first("base-commit"), tags=tags)
+    # series.based_on: the newest Based-on:/Depends-on: believed, a reply's too (series.py).
+    return BaseHints(based_on=next(iter(series.based_on), None) or first("Based-on"), base_commit=first("base-commit"), tags=tags)
 
 
 def choose_base(store: Store, mirror: Path, repository: RepositoryConfig, hints: BaseHints, requested: str | None) -> BaseChoice:

@@ -127,7 +127,9 @@ def _subject_from(tokens: list[str], title: str, reply: bool) -> Subject:
             tags.append(token)
     if version is None and (match := _TITLE_VERSION.search(title)):
         version = _small(match.group(1))
-    if total is not None and (total == 0 or counter > total):
+    # A counter beyond its total is kept: `[PATCH 3/2]`, sent after a 0/2 cover letter, is a
+    # patch its author added to the series (Patchwork keeps it in the series too).
+    if total == 0:
         counter = total = None
     title = title.lstrip(" :").strip()
     return Subject(

@@ -27,7 +27,7 @@ SUBJECTS = [
     ("[PATCH [v2] 1/3] x", 1, 3, 2, False, False, False, (), "x"),
     ("[aur-dev] Re: [PATCH] x", None, None, 1, False, False, True, ("aur-dev",), "x"),
     ("[PATCH aurweb-v6] x", None, None, 1, False, False, False, ("aurweb-v6",), "x"),
-    ("[PATCH 3/2] x", None, None, 1, False, False, False, (), "x"),
+    ("[PATCH 3/2] x", 3, 2, 1, False, False, False, (), "x"),  # beyond the total: kept (issue 14)
     ("[PATCH 0/0] x", None, None, 1, False, False, False, (), "x"),
     ("[PATCH v0] x", None, None, 1, False, False, False, (), "x"),
     ("Fwd: [PATCH] x", None, None, 1, False, False, True, (), "x"),

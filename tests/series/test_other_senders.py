@@ -112,14 +112,16 @@ def test_another_senders_patches_in_the_thread_group_with_each_other(repo, store
 
 
 def test_another_senders_patch_3_of_2_does_not_join_the_series(repo, store):
-    """3/2 is no counter (the subject grammar): a patch in the thread, so discussion, not a patch."""
+    """3/2 is a counter beyond the total: Vera's own 3/2 would join her series
+    (test_extra_patches.py); Mallory's starts a series of her own."""
     vera = veras_series(repo)
     deliver(store, vera)
     before = series_of(store, vera[0])
     extra = one_patch(repo, "[PATCH 3/2] Add c", MALLORY, vera[0])
     deliver(store, [extra])
     assert_untouched(store, vera, before)
-    assert before.complete and store.mail(extra.message_id).facts.kind == "reply"
+    assert before.complete and not before.extra_patches
+    assert series_of(store, extra).id != before.id and series_of(store, extra).author == "mallory@evil.example"
 
 
 def test_another_senders_patch_3_of_3_in_the_thread_does_not_join_the_series(repo, store):
