@@ -115,6 +115,17 @@ def test_git_mailsplit_round_trip_of_a_format_patch_series(repo, tmp_path):
     assert ours == [mail.rstrip(b"\n") + b"\n" for mail in mails]
 
 
+def test_public_inbox_mboxrd_export_gzipped(tmp_path):
+    """public-inbox's /t.mbox.gz: "From mboxrd@z Thu Jan  1 00:00:00 1970" lines, mboxrd quoting, gzip."""
+    mails = [b"From: a@example.org\nSubject: [PATCH 1/2] a\n\nFrom the top.\n>From quoted.\n",
+             b"From: b@example.org\nSubject: Re: [PATCH 1/2] a\n\n> From the top.\n"]
+    export = b"".join(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + re.sub(rb"(?m)^(>*From )", rb">\1", mail) + b"\n"
+                      for mail in mails)
+    path = tmp_path / "t.mbox.gz"
+    path.write_bytes(gzip.compress(export))
+    assert read(path) == mails
+
+
 def test_python_mailbox_written_mboxo_reads_back_byte_for_byte(tmp_path):
     path = tmp_path / "python.mbox"
     mails = [b"From: a@example.org\nSubject: one\n\nFrom here on it is quoted.\nplain\n",
