@@ -81,7 +81,9 @@ def test_a_relay_down_past_the_window_holds_the_replies_until_outbox_retry(tmp_p
     text = cli_ok(config, "status")
     assert "ALERT  reply 1 (held/1) held" in text and "patchbot outbox retry" in text
     listing = cli_ok(config, "outbox", "list")
-    assert "held" in listing and "held/2" in listing
+    assert "held" in listing and "held/2" in listing and "patchbot outbox retry" in listing
+    listed = json.loads(cli_ok(config, "outbox", "list", "--json"))
+    assert [(reply["id"], reply["status"], reply["attempts"]) for reply in listed] == [(1, "held", 2), (2, "held", 2)]
 
     handler = Handler()
     with smtp_server(handler, port):  # the relay answers again
@@ -99,6 +101,8 @@ def test_a_relay_down_past_the_window_holds_the_replies_until_outbox_retry(tmp_p
     assert status["outbox_alerts"] == [] and status["outbox"] == {"sent": 2}
     assert "ALERT" not in cli_ok(config, "status")
     assert cli_ok(config, "outbox", "retry").startswith("No held or failed reply")
+    assert cli_ok(config, "outbox", "list").startswith("No reply is waiting")
+    assert [reply["status"] for reply in json.loads(cli_ok(config, "outbox", "list", "--all", "--json"))] == ["sent"] * 2
 
 
 def test_a_held_reply_goes_out_by_itself_at_its_hourly_try(tmp_path):
