@@ -65,11 +65,12 @@ def test_pinned_requirements_follow_the_trees_layout(tmp_path):
     # requirements.txt (2021-08): its pins, plus what pacman used to provide.
     (tmp_path / "requirements.txt").write_text("# General\nfastapi==0.66.0\norjson==3.6.3\nSQLAlchemy==1.3.23\n")
     assert _pins(tmp_path) == {"fastapi": "0.66.0", "orjson": "3.7.12", "sqlalchemy": "1.3.23",
-                               "pyalpm": "0.10.6", "srcinfo": "0.0.8"}
+                               "pyalpm": "0.10.6", "srcinfo": "0.0.8", "parse": "1.19.0"}
     # poetry.lock (2021-09 on) wins over a requirements.txt left beside it.
     (tmp_path / "poetry.lock").write_text('[[package]]\nname = "greenlet"\nversion = "1.1.2"\n\n'
                                           '[[package]]\nname = "Jinja2"\nversion = "3.0.1"\n')
-    assert _pins(tmp_path) == {"greenlet": "1.1.3", "jinja2": "3.0.1", "pyalpm": "0.10.6", "srcinfo": "0.0.8"}
+    assert _pins(tmp_path) == {"greenlet": "1.1.3", "jinja2": "3.0.1", "pyalpm": "0.10.6", "srcinfo": "0.0.8",
+                                "parse": "1.19.0"}
 
 
 def test_pinned_requirements_refuse_a_line_that_is_not_a_pin(tmp_path):
