@@ -11,6 +11,7 @@ import mailbox
 import re
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -251,3 +252,31 @@ def test_property_every_dialect_reads_back_the_mails_written(mails, separator):
     # mboxo writes ">From x" and "From x" the same: only mails without the first can come back.
     assume(not any(has_quoted_from(mail) for mail in mails))
     assert read_bytes(write_mboxo(mails, separator)) == mails
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(generated_mails(), min_size=1, max_size=4))
+def test_property_pythons_mailbox_writes_what_we_read_back(mails):
+    """Python's mailbox writes mboxo with "From MAILER-DAEMON <date>" lines (and LF line ends)."""
+    mails = [mail.replace(b"\r\n", b"\n") for mail in mails]
+    assume(not any(has_quoted_from(mail) for mail in mails))
+    with tempfile.TemporaryDirectory() as folder:
+        box = mailbox.mbox(f"{folder}/python.mbox")
+        for mail in mails:
+            box.add(mail)
+        box.close()
+        assert read(Path(folder) / "python.mbox") == mails
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(generated_mails(), min_size=1, max_size=4))
+def test_property_git_mailsplit_mboxrd_splits_and_unescapes_as_we_do(mails):
+    data = write_mboxrd(mails, b"From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\n")
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "in.mbox").write_bytes(data)
+        Path(folder, "out").mkdir()
+        subprocess.run(["git", "mailsplit", "--mboxrd", "--keep-cr", f"-o{folder}/out", f"{folder}/in.mbox"],
+                       check=True, capture_output=True)
+        theirs = [GIT_FROM_LINE.sub(b"", path.read_bytes(), count=1) for path in sorted(Path(folder, "out").iterdir())]
+    assert theirs == [mail + b"\n" for mail in mails]
+    assert read_bytes(data) == mails
