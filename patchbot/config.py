@@ -335,9 +335,6 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
             offline_command=table.get("offline_command", str), wheels=_path(table.get("wheels", str), here),
             pinned_files=tuple(_path(value, here) for value in table.strings("pinned_files")),
         )
-        for pinned in environments[name].pinned_files:
-            if not pinned.is_file():
-                raise ConfigError(f"environments.{name}.pinned_files", f"{pinned} is not a file")
         if len({pinned.name for pinned in environments[name].pinned_files}) < len(environments[name].pinned_files):
             raise ConfigError(f"environments.{name}.pinned_files", "two files have the same name")
         table.done()

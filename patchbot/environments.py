@@ -192,11 +192,18 @@ def recipe(environment: EnvironmentConfig, commit: str, files: tuple[KeyFile, ..
         "reviewed": origin is not Origin.OFFLINE,
         "wheels": str(environment.wheels) if environment.wheels and not networked else None,
         "interpreters": interpreter_versions(tuple(config.path)),
-        "pinned": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in environment.pinned_files},
+        "pinned": {path.name: _pinned_digest(path) for path in environment.pinned_files},
         "files": files_digest(files),
     }
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return Recipe(environment, commit, files, origin, key)
+
+
+def _pinned_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:  # the operator's file: checked here, not at start, so a config can move
+        raise EnvironmentFailed(f"its pinned file {path.name} cannot be read: {error.strerror}") from None
 
 
 def interpreter_versions(path: tuple[str, ...]) -> dict[str, str]:
@@ -370,11 +377,12 @@ class RunEnvironments:
             environment = config.environments[name]
             try:
                 base_files = read_key_files(mirror, base_commit, environment.key_files)
+                base[name] = recipe(environment, base_commit, base_files,
+                                    Origin.BASE if base_reviewed else Origin.OFFLINE, config)
             except EnvironmentFailed as error:  # the operator's to look at: the base is reviewed
                 unreadable[("base", name)] = unreadable[("tip", name)] = MissingEnvironment(
                     Outcome.INFRA_ERROR, f"environment {name} could not be built on the base: {error}")
                 continue
-            base[name] = recipe(environment, base_commit, base_files, Origin.BASE if base_reviewed else Origin.OFFLINE, config)
             try:
                 tip_files = read_key_files(mirror, head, environment.key_files) if head != base_commit else base_files
             except EnvironmentFailed as error:  # the series made them so

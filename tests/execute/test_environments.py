@@ -249,3 +249,13 @@ def test_reviewed_builds_fill_the_wheel_cache_and_a_patch_s_build_only_reads_it(
     assert (ready["env"] / "seen").read_text() == "sqlalchemy-1.3.19-py3-none-any.whl\n"
     assert sorted(path.name for path in (tmp_path / "envs" / ".wheels" / "env").iterdir()) == [
         "sqlalchemy-1.3.19-py3-none-any.whl"]
+
+
+def test_a_pinned_file_gone_is_the_machine_s_failure_named_in_the_result(repo, tmp_path):
+    environment = EnvironmentConfig("env", "true", (), pinned_files=(tmp_path / "gone.txt",))
+    config = replace(CONFIG, environments={"env": environment})
+    commit = repo.commit({})
+    plan = RunEnvironments.plan(config, repo.path, ["env"], base_commit=commit, head=commit, base_reviewed=True,
+                                trusted=set(), cache_dir=tmp_path / "envs", hidden=(), log_dir=tmp_path / "logs")
+    ready, missing = plan.for_tip()
+    assert ready == {} and missing["env"].outcome is Outcome.INFRA_ERROR and "gone.txt cannot be read" in missing["env"].detail
