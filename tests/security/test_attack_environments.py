@@ -328,3 +328,13 @@ def test_attack_9_a_workdir_through_a_symlink_inside_the_tree_is_refused(tmp_pat
     workspace = tree_with(tmp_path, {"test": "."})
     run = run_suite(SuiteConfig("s", "true", ("*",), workdir="test"), workspace)
     assert run.result.outcome is Outcome.FAIL and "outside the worktree" in run.result.detail
+
+
+def test_a_dependency_change_that_builds_offline_is_tested_in_an_environment_of_its_own(bot, tmp_path):
+    first = bot.submit("harmless", harmless_test_change(), tmp_path)
+    (base_env,) = [env["key"] for env in first["environments"]]
+    result = bot.submit("new-setup", {"setup.py": 'print("aurweb-sample 0.2: still no dependencies")\n',
+                                      **harmless_test_change()}, tmp_path)
+    assert [(suite["name"], suite["status"]) for suite in result["suites"]] == [("python", "pass"), ("parity", "pass")]
+    (env,) = result["environments"]
+    assert (env["origin"], env["changed"], env["state"]) == ("offline", True, "ready") and env["key"] != base_env
