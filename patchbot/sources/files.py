@@ -22,6 +22,9 @@ mail is never cut in two:
 - a `From ` line followed by prose is the text of a mail whose writer did not escape it
   (Python's mailbox would make a mail without headers of it): it stays in its mail.
 
+A file that does not start with a From_ line is one mail, its bytes untouched (no unescaping),
+unless a `From ` line with a header block after it shows two mails put together.
+
 Quoting. mboxo writers turn a body line "From ..." into ">From ..."; mboxrd writers (git
 format-patch --pretty=mboxrd, public-inbox, b4) also add a `>` to ">From ..." lines, so that
 reading can take one `>` off every `>+From ` line. Both dialects are read by the mboxrd rule,
@@ -123,7 +126,7 @@ def _read_stream(stream: BinaryIO, origin: str) -> Iterator[RawMail]:
             if first.strip():
                 break
         if not is_from_line(first):
-            yield RawMail(first + b"".join(lines), origin)
+            yield from _split_single_mail(_Lines(itertools.chain([first], lines)), origin)
             return
         yield from split_mbox(lines, origin)
     except (OSError, EOFError) as error:  # EOFError: a gzip file cut short; OSError: not gzip after all
@@ -211,9 +214,30 @@ def split_mbox(stream_lines: Iterator[bytes], origin: str) -> Iterator[RawMail]:
     yield _finished(current, verbatim, f"{origin}#{index}")
 
 
-def _separates(line: bytes, lines: _Lines) -> tuple[bool, list[bytes]]:
+def _split_single_mail(lines: _Lines, origin: str) -> Iterator[RawMail]:
+    """A file that is not an mbox is one mail, its bytes as they are, unless a From_ line with a
+    header block after it shows that mails were put together without the mbox's first From_
+    line: then each is a mail of its own (and that is logged), never one mail holding two."""
+    current: list[bytes] = []
+    index = 0
+    for line in lines:
+        if is_from_line(line):
+            separator, read_ahead = _separates(line, lines, dated_is_enough=False)
+            lines.push_back(read_ahead)
+            if separator:
+                log.warning("%s: not an mbox, yet a From_ line (%r) with a header block after it starts "
+                            "another mail: read as mail #%d", origin, line.rstrip()[:60].decode("ascii", "replace"),
+                            index + 1)
+                yield _finished(current, True, f"{origin}#{index}")
+                current, index = [], index + 1
+                continue
+        current.append(line)
+    yield RawMail(b"".join(current), f"{origin}#{index}" if index else origin)
+
+
+def _separates(line: bytes, lines: _Lines, dated_is_enough: bool = True) -> tuple[bool, list[bytes]]:
     """Whether a From_ line starts a mail, and the lines read ahead to decide (to be read again)."""
-    if is_dated_from_line(line):
+    if dated_is_enough and is_dated_from_line(line):
         return True, []
     read_ahead: list[bytes] = []
     headers = 0

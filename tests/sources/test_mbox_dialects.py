@@ -280,3 +280,18 @@ def test_property_git_mailsplit_mboxrd_splits_and_unescapes_as_we_do(mails):
         theirs = [GIT_FROM_LINE.sub(b"", path.read_bytes(), count=1) for path in sorted(Path(folder, "out").iterdir())]
     assert theirs == [mail + b"\n" for mail in mails]
     assert read_bytes(data) == mails
+
+
+def test_a_single_mail_file_holding_two_mails_is_split_and_one_with_from_prose_is_not(repo, tmp_path, caplog):
+    """Two patches put together after their From_ lines were cut (a mail client's "save as" of
+    both): one file without a leading From_ line, but never one mail."""
+    mails = [mail.rstrip(b"\n") + b"\n" for mail in format_patch_files(repo, tmp_path)[1:]]
+    path = tmp_path / "two.eml"
+    path.write_bytes(mails[0] + b"\nFrom nobody\n" + mails[1])
+    caplog.set_level(logging.WARNING)
+    assert read(path) == mails
+    assert "not an mbox, yet a From_ line ('From nobody') with a header block after it" in caplog.text
+    single = b"From: a@example.org\nSubject: one\n\n>From stays quoted: this is no mbox.\nFrom me, thanks.\n"
+    path.write_bytes(single)
+    assert [raw.data for raw in source_for(str(path)).mails()] == [single]
+    assert [raw.origin for raw in source_for(str(path)).mails()] == [str(path)]
