@@ -255,13 +255,10 @@ def _obey_supersedes(store: Store, series: SeriesRecord, mail: ParsedMail,
 BASE_HINTS = ("Based-on", "Depends-on")
 
 
-def _keep_base_hints(store: Store, series_id: int, mail_id: int, mail: ParsedMail) -> int:
-    kept = 0
+def _keep_base_hints(store: Store, series_id: int, mail_id: int, mail: ParsedMail) -> None:
     for name in BASE_HINTS:
         for value in mail.trailer_values(name):
             store.add_series_hint(series_id, mail_id, name, value)
-            kept += 1
-    return kept
 
 
 def _hints_in_reply(store: Store, series: SeriesRecord, mail_id: int, mail: ParsedMail, vouched: Vouch) -> str | None:
