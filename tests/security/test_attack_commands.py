@@ -309,7 +309,7 @@ def test_attack_4_list_rewritten_from_counts_only_with_the_lists_signature_over_
     ("patchbot: apply master v2 force", "this thread's series is v1 of"),
     ("patchbot: apply master 0123456789ab force", "its last test's tip commit is"),
 ], ids=["nothing named", "another version", "another commit"])
-def test_attack_5_apply_in_the_wrong_thread_names_another_series_and_pushes_nothing(make, bare, keys, command, reason):
+def test_attack_2_apply_in_the_wrong_thread_names_another_series_and_pushes_nothing(make, bare, keys, command, reason):
     """A maintainer's signed apply meant for another series (v2, or another tip) lands in this thread."""
     s = make(push_url=bare, require_dkim=True)
     before = master(bare)
