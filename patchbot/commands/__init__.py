@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from patchbot.config import Config
-from patchbot.store import MailRecord, SeriesRecord, Store
+from patchbot.store import MailRecord, SeriesRecord, Store, StoredTestRun
 
 
 class Status(Enum):
@@ -69,6 +69,17 @@ class Command(Protocol):
     description: str
 
     def run(self, context: CommandContext, series: SeriesRecord, args: tuple[str, ...]) -> CommandOutcome: ...
+
+
+def latest_run_of_current(context: CommandContext, series: SeriesRecord) -> StoredTestRun | CommandOutcome:
+    """The series' latest test run, or the refusal a command acting on it gives: the series is
+    obsolete, or was never tested."""
+    if series.obsolete:
+        return CommandOutcome.refused("a newer version of this series supersedes it")
+    run = context.store.latest_test_run(series.id)
+    if run is None:
+        return CommandOutcome.refused("this series has not been tested yet")
+    return run
 
 
 def all_commands() -> dict[str, Command]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from patchbot.apply import BaseChoice, GitError, PatchMail, apply_series, ensure_mirror, fetch, git, remove_worktree, resolve
-from patchbot.commands import CommandContext, CommandOutcome
+from patchbot.commands import CommandContext, CommandOutcome, latest_run_of_current
 from patchbot.commands.authorize import MAINTAINER
 from patchbot.commands.identity import identify
 from patchbot.config import Config
@@ -50,11 +50,9 @@ class Apply:
         repository = context.config.repository
         if repository is None or repository.push_url is None:
             return CommandOutcome.refused("no remote to push to: [repository] push_url is not configured")
-        if series.obsolete:
-            return CommandOutcome.refused("a newer version of this series supersedes it")
-        run = context.store.latest_test_run(series.id)
-        if run is None:
-            return CommandOutcome.refused("this series has not been tested yet")
+        run = latest_run_of_current(context, series)
+        if isinstance(run, CommandOutcome):
+            return run
         mismatch = _not_this_series(which, series, run.summary.get("head"))
         if mismatch:
             return CommandOutcome.refused(mismatch)

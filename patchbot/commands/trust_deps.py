@@ -9,7 +9,7 @@ the same patches on another base giving other files, needs its own.
 
 from __future__ import annotations
 
-from patchbot.commands import CommandContext, CommandOutcome
+from patchbot.commands import CommandContext, CommandOutcome, latest_run_of_current
 from patchbot.commands.authorize import MAINTAINER
 from patchbot.commands.retest import queue_test
 from patchbot.store import SeriesRecord
@@ -25,11 +25,9 @@ class TrustDeps:
     def run(self, context: CommandContext, series: SeriesRecord, args: tuple[str, ...]) -> CommandOutcome:
         if args:
             return CommandOutcome.ignored("trust-deps takes no arguments")
-        if series.obsolete:
-            return CommandOutcome.refused("a newer version of this series supersedes it")
-        run = context.store.latest_test_run(series.id)
-        if run is None:
-            return CommandOutcome.refused("this series has not been tested yet")
+        run = latest_run_of_current(context, series)
+        if isinstance(run, CommandOutcome):
+            return run
         waiting = [note for note in run.summary.get("environments", []) if note["state"] == "needs-trust"]
         if not waiting:
             return CommandOutcome.refused(f"its last test (run {run.id}) did not wait for trusted dependencies")

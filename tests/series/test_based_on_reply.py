@@ -3,24 +3,10 @@ author wrote it; a stranger's does not (issue 14: it was parsed and then ignored
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from patchbot.sample import build_sample_repo, write_sample_config
-from patchbot.sandbox import sandbox_available
-
-GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
-
-
-def patchbot(config: Path, *args: str, stdin: bytes | None = None) -> dict | None:
-    result = subprocess.run([sys.executable, "-m", "patchbot", "-c", str(config), *args], input=stdin,
-                            capture_output=True, timeout=300)
-    assert result.returncode == 0, result.stderr.decode()
-    return json.loads(result.stdout) if "--json" in args else None
+from sample_clone import GIT, patchbot, sample_with_clone
 
 
 def one_patch(clone: Path, name: str, text: str, message: str) -> bytes:
@@ -42,12 +28,7 @@ def reply(sender: str, parent: bytes, body: str, number: int) -> bytes:
 
 
 def test_the_authors_based_on_in_a_reply_is_the_base_and_a_strangers_is_not(tmp_path):
-    if sandbox_available():
-        pytest.skip(f"no sandbox here: {sandbox_available()}")
-    upstream = build_sample_repo(tmp_path / "aurweb")
-    config = write_sample_config(tmp_path / "patchbot.toml", upstream, tmp_path / "work", tmp_path / "patchbot.db")
-    clone = tmp_path / "contributor"
-    subprocess.run(["git", "clone", "-q", str(upstream), str(clone)], check=True)
+    config, clone = sample_with_clone(tmp_path)
     helper = one_patch(clone, "HELPER.md", "helper\n", "Add a helper note")
     user = one_patch(clone, "HELPER.md", "helper, used\n", "Use the helper note")
     # Both patches were sent, each alone; the second needs the first.

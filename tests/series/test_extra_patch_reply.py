@@ -4,36 +4,18 @@ announced."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from sample_clone import GIT, patchbot, sample_with_clone
 
 from patchbot.config import load_config
 from patchbot.report import result_body
-from patchbot.sample import build_sample_repo, write_sample_config
-from patchbot.sandbox import sandbox_available
 from patchbot.store import Store
-
-GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
-
-
-def patchbot(config: Path, *args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "patchbot", "-c", str(config), *args], capture_output=True, timeout=300)
-    assert result.returncode == 0, result.stderr.decode()
-    return json.loads(result.stdout)
 
 
 def test_an_extra_patch_is_applied_with_its_series_and_the_reply_says_so(tmp_path):
-    if sandbox_available():
-        pytest.skip(f"no sandbox here: {sandbox_available()}")
-    upstream = build_sample_repo(tmp_path / "aurweb")
-    config = write_sample_config(tmp_path / "patchbot.toml", upstream, tmp_path / "work", tmp_path / "patchbot.db")
-    clone = tmp_path / "contributor"
-    subprocess.run(["git", "clone", "-q", str(upstream), str(clone)], check=True)
+    config, clone = sample_with_clone(tmp_path)
     for number in (1, 2, 3):
         (clone / f"NOTES{number}.md").write_text(f"note {number}\n")
         subprocess.run([*GIT, "add", "."], cwd=clone, check=True)
@@ -43,8 +25,7 @@ def test_an_extra_patch_is_applied_with_its_series_and_the_reply_says_so(tmp_pat
     # Announced as two, then a third sent in the same thread: [PATCH 3/2].
     (tmp_path / "series.mbox").write_bytes(re.sub(rb"(?m)^Subject: \[PATCH (\d)/3\]", rb"Subject: [PATCH \1/2]", mbox))
 
-    subprocess.run(
-        [sys.executable, "-m", "patchbot", "-c", str(config), "ingest", str(tmp_path / "series.mbox")], check=True, capture_output=True)
+    patchbot(config, "ingest", str(tmp_path / "series.mbox"))
     [series] = patchbot(config, "series", "list", "--json")
     assert series["total"] == 2 and series["received"] == [1, 2, 3] and series["extra_patches"] == [3]
     assert series["complete"]
