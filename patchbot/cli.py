@@ -9,9 +9,10 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
-from patchbot import PatchbotError, __version__
+from patchbot import PatchbotError
 from patchbot.config import Config, ConfigError, git_location, load_config
 from patchbot.store import Store, default_db_path, is_machine_fault
 
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"patchbot {__version__}")
+    # The installed distribution's version, the one pyproject.toml gives, not a copy of it.
+    parser.add_argument("--version", action="version", version=f"patchbot {metadata.version('patchbot')}")
     _add_shared_options(parser)
     # The same options after a command too: `patchbot serve -c FILE`, as unit files say it.
     shared = argparse.ArgumentParser(add_help=False)

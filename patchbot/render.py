@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 
 from patchbot.safe_text import printable, without_line_breaks
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The package's templates folder (pyproject.toml says how templates/ gets there): the
+# checkout's own in an editable install, the copy in site-packages in a wheel's. Jinja loads
+# from a folder, which a pip install always unpacks to.
+TEMPLATE_DIR = Path(files("patchbot") / "templates")
 
 # The values of terminal templates (templates/cli/) that are text of many lines; every other
 # value there is shown on the line the template gives it.

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-MAKE_REPO = CHECKOUT / "fixtures" / "sample-project" / "make-repo"
-CONFIG_TEMPLATE = CHECKOUT / "fixtures" / "sample-config.toml"
-SAMPLE_MAILS = CHECKOUT / "fixtures" / "mails" / "aur-dev-sample.mbox"
+# The package's fixtures folder (pyproject.toml says how fixtures/ gets there): the checkout's
+# own in an editable install, the copy in site-packages in a wheel's.
+FIXTURES = Path(files("patchbot") / "fixtures")
+MAKE_REPO = FIXTURES / "sample-project" / "make-repo"
+CONFIG_TEMPLATE = FIXTURES / "sample-config.toml"
+SAMPLE_MAILS = FIXTURES / "mails" / "aur-dev-sample.mbox"
 
 
 def build_sample_repo(target: Path) -> Path:
     """The sample project's git repository (five commits of history, fixed ids) in `target`."""
-    subprocess.run([str(MAKE_REPO), str(target)], check=True, capture_output=True)
+    # Run by its interpreter, not its mode bit: an installed copy need not keep the bit.
+    subprocess.run(["bash", str(MAKE_REPO), str(target)], check=True, capture_output=True)
     return target
 
 
