@@ -74,6 +74,8 @@ def test_sdist_carries_every_template_and_fixture(sdist):
     names = {member.name.split("/", 1)[1] for member in sdist.getmembers() if member.isfile()}
     missing = [name for name in tracked_run_time_files() if name not in names]
     assert not missing, f"the sdist lacks {missing}"
+    # MANIFEST.in: the examples deploy/archlinux/PKGBUILD installs under /usr/share/doc.
+    assert {"deploy/patchbot.service", "deploy/archlinux/PKGBUILD"} <= names
 
 
 def test_version_is_the_installed_distributions():
