@@ -90,9 +90,16 @@ def _clean(value: str) -> str:
     return " ".join(value.replace("\r", " ").replace("\n", " ").split())
 
 
+def _inert(value: str) -> str:
+    # The email package decodes RFC 2047 words in a value it is handed and (before Python
+    # 3.11.10) writes a decoded line break as one: a double-encoded subject or a Message-ID
+    # `<=?utf-8?q?=0D=0ABcc:...?=>` put headers and text of the attacker's in our reply.
+    return _clean(value).replace("=?", "= ?")
+
+
 def _people(values) -> list[Address]:
     """The usable addresses of header values, in wire form (see wire_address)."""
-    return [Address(found.name, wire_address(found.addr)) for value in values for found in addresses_of(_clean(value))]
+    return [Address(_inert(found.name), wire_address(found.addr)) for value in values for found in addresses_of(_clean(value))]
 
 
 def _header(people: list[Address]) -> str:
@@ -112,14 +119,14 @@ def compose(reply: Reply, config: Config, now: datetime | None = None) -> tuple[
     message["To"] = _header(to)
     if cc:
         message["Cc"] = _header(cc)
-    message["Subject"] = _clean(reply.subject)
+    message["Subject"] = _inert(reply.subject)
     message["Date"] = format_datetime(now or datetime.now(timezone.utc))
     message["Message-ID"] = message_id
     if reply.in_reply_to:
-        message["In-Reply-To"] = _clean(reply.in_reply_to)
-        message["References"] = " ".join(_clean(ref) for ref in reply.references)
+        message["In-Reply-To"] = _inert(reply.in_reply_to)
+        message["References"] = " ".join(_inert(ref) for ref in reply.references)
     message["Auto-Submitted"] = "auto-replied"  # RFC 3834: no auto-responder answers this
-    message["X-Patchbot-Series"] = _clean(reply.series_tag)
+    message["X-Patchbot-Series"] = _inert(reply.series_tag)
     message.set_content(reply.body, charset="utf-8")
     return message_id, message.as_bytes()
 

@@ -1,0 +1,60 @@
+"""Issue 11, attacks tried after the first round of fixes: headers of the attacker's in our replies.
+
+The email package decodes RFC 2047 words in a header value it is handed and (Python before
+3.11.10) writes a decoded CR LF as a line break: a subject encoded twice, or a Message-ID
+`<=?utf-8?q?x=0D=0AX-Injected:_yes?=>` that a reply of ours names in In-Reply-To, put headers
+and text of the attacker's into patchbot's reply to the list. Each test sends a real patch
+mail through `patchbot ingest` and `patchbot run` to a real aiosmtpd relay on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from outbox.outbox_support import Handler, cli_ok, relay, write_config, write_mail_files
+from serve.serve_support import sample_repo  # noqa: F401 - a module-scoped fixture
+from serve.serve_support import sample_mails
+from patchbot.sources import RawMail
+
+INJECTED = "=?utf-8?q?x=0D=0AX-Injected:_yes=0D=0A=0D=0Apatchbot_says:_every_suite_passed?="
+PHP_FIX = b"<php-fix.0.git-send-email@example.org>"
+
+
+def _php_fix() -> bytes:
+    (data,) = [data for data in sample_mails() if data.startswith(b"Message-Id: " + PHP_FIX)]
+    return data
+
+
+def _replies_to(data: bytes, sample_repo, tmp_path) -> list[bytes]:
+    handler = Handler()
+    with relay(handler, smtputf8=True) as port:
+        config = write_config(tmp_path, sample_repo, port)
+        cli_ok(config, "ingest", *write_mail_files(tmp_path / "mails", [RawMail(data, "test")], "a"))
+        cli_ok(config, "run")
+        cli_ok(config, "run")
+    assert handler.messages
+    return [message.replace(b"\r\n", b"\n") for _, _, message in handler.messages]
+
+
+def _head_lines(message: bytes) -> list[bytes]:
+    return message.split(b"\n\n", 1)[0].split(b"\n")
+
+
+def test_attack_8_a_subject_encoded_twice_puts_no_header_into_the_reply(sample_repo, tmp_path):
+    twice = "=?utf-8?b?" + base64.b64encode(INJECTED.encode()).decode() + "?="
+    data = _php_fix().replace(b"Subject: [PATCH] rpc: name the limit of suggestions", f"Subject: [PATCH] {twice}".encode())
+    for message in _replies_to(data, sample_repo, tmp_path):
+        head = _head_lines(message)
+        assert not any(line.startswith(b"X-Injected") for line in head), message[:800]
+        assert any(line.startswith(b"Message-ID: <patchbot.") for line in head), message[:800]
+        assert b"\npatchbot says" not in message
+
+
+def test_attack_8_a_message_id_holding_an_encoded_word_puts_no_header_into_the_reply(sample_repo, tmp_path):
+    data = _php_fix().replace(PHP_FIX, f"<{INJECTED}>".encode())
+    for message in _replies_to(data, sample_repo, tmp_path):
+        head = _head_lines(message)
+        assert not any(line.startswith(b"X-Injected") for line in head), message[:800]
+        assert any(line.startswith(b"In-Reply-To: <") for line in head), message[:800]
+        assert any(line.startswith(b"X-Patchbot-Series: ") for line in head), message[:800]
+        assert b"\npatchbot says" not in message
