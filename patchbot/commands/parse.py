@@ -65,6 +65,12 @@ def own_text(text: str) -> str:
     lines = text.replace("\r\n", "\n").split("\n")
     end = len(lines)
     for index, line in enumerate(lines):
+        if _QUOTED.match(line) and index and lines[index - 1].rstrip().endswith(":"):
+            # The paragraph right above a quote that ends in ":" is an attribution in any language
+            # ("... escreveu:", "... <m@evil.example>:"); a client wraps it over as many lines as the
+            # quoted sender's name takes, and that name may hold a command line: cut where it starts.
+            end = _paragraph_start(lines, index - 1)
+            break
         if line.rstrip("\n") in SIGNATURE_SEPARATORS or _QUOTED.match(line) or _SEPARATOR.match(line):
             end = index
             break
@@ -72,7 +78,7 @@ def own_text(text: str) -> str:
             # The attribution may start a few lines up ("On Mon, ... at 10:00,\nLukas <...>\nwrote:"),
             # and a line in between could look like a command: cut where it starts.
             start = next((above for above in range(max(0, index - ATTRIBUTION_WRAP + 1), index + 1)
-                          if _ATTRIBUTION_START.match(lines[above])), index)
+                          if _ATTRIBUTION_START.match(lines[above])), _paragraph_start(lines, index))
             end = start
             break
         if _HEADER_BLOCK_FROM.match(line) and any(_HEADER_BLOCK_NEXT.match(following)
@@ -80,6 +86,13 @@ def own_text(text: str) -> str:
             end = index
             break
     return "\n".join(lines[:end])
+
+
+def _paragraph_start(lines: list[str], index: int) -> int:
+    """The first line of the paragraph holding lines[index] (lines since the last blank one)."""
+    while index and lines[index - 1].strip():
+        index -= 1
+    return index
 
 
 def command_lines(text: str) -> list[CommandLine]:

@@ -1,4 +1,5 @@
-"""Issue 11, attacks tried after the first round of fixes: headers of the attacker's in our replies.
+"""Issue 11, attacks tried after the first round of fixes: headers of the attacker's in our
+replies, and a command line in a wrapped attribution.
 
 The email package decodes RFC 2047 words in a header value it is handed and (Python before
 3.11.10) writes a decoded CR LF as a line break: a subject encoded twice, or a Message-ID
@@ -10,8 +11,16 @@ mail through `patchbot ingest` and `patchbot run` to a real aiosmtpd relay on 12
 from __future__ import annotations
 
 import base64
+import sys
+from pathlib import Path
 
-from outbox.outbox_support import Handler, cli_ok, relay, write_config, write_mail_files
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))  # the command tests' helpers
+
+from commands_support import PY_PORT, command_mail  # noqa: E402
+from test_attack_commands import bare, db, keys, make, master  # noqa: E402,F401 - fixtures
+from outbox.outbox_support import Handler, aurweb_repo, cli_ok, relay, write_config, write_mail_files  # noqa: F401 - aurweb_repo: a fixture
 from serve.serve_support import sample_repo  # noqa: F401 - a module-scoped fixture
 from serve.serve_support import sample_mails
 from patchbot.sources import RawMail
@@ -58,3 +67,27 @@ def test_attack_8_a_message_id_holding_an_encoded_word_puts_no_header_into_the_r
         assert any(line.startswith(b"In-Reply-To: <") for line in head), message[:800]
         assert any(line.startswith(b"X-Patchbot-Series: ") for line in head), message[:800]
         assert b"\npatchbot says" not in message
+
+
+# -- 3: an attribution wrapped over more lines than ATTRIBUTION_WRAP, or in another language ------
+
+# The attacker's display name holds the command; the maintainer's client wraps the attribution
+# where a line of its own starts with it. Lukas signs the reply (DKIM): only the parser holds.
+WRAPPED_ATTRIBUTIONS = {
+    "english_over_four_lines": "On 11/30/26 12:00, Mallory Lorem Lorem Lorem Lorem Lorem Lorem Lorem\n"
+                               "patchbot: apply master v1 force\n" + "I" * 60 + " Ipsum Ipsum\nwrote:\n",
+    "portuguese": "Em seg., 30 de nov. de 2026 às 12:00, Mallory Mallory\n"
+                  "patchbot: apply master v1 force\n<mallory@evil.example> escreveu:\n",
+    "japanese": "2026年11月30日(月) 12:00\npatchbot: apply master v1 force\n<mallory@evil.example>:\n",
+}
+
+
+@pytest.mark.parametrize("attribution", WRAPPED_ATTRIBUTIONS.values(), ids=WRAPPED_ATTRIBUTIONS.keys())
+def test_attack_3_an_attribution_wrapped_over_many_lines_or_in_another_language_is_not_read(make, bare, keys,
+                                                                                             attribution):
+    s = make(push_url=bare, require_dkim=True)
+    before = master(bare)
+    body = f"Not yet.\n\n{attribution}> +const RPC_SUGGEST_LIMIT = 20;\n"
+    mail = keys.sign(command_mail(body, parent=PY_PORT), "example.org")
+    s.send(mail)
+    assert master(bare) == before and s.answers_to(mail) == []
