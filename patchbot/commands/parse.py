@@ -65,11 +65,13 @@ def own_text(text: str) -> str:
     lines = text.replace("\r\n", "\n").split("\n")
     end = len(lines)
     for index, line in enumerate(lines):
-        if _QUOTED.match(line) and index and lines[index - 1].rstrip().endswith(":"):
-            # The paragraph right above a quote that ends in ":" is an attribution in any language
-            # ("... escreveu:", "... <m@evil.example>:"); a client wraps it over as many lines as the
-            # quoted sender's name takes, and that name may hold a command line: cut where it starts.
-            end = _paragraph_start(lines, index - 1)
+        above = _nonblank_above(lines, index) if _QUOTED.match(line) else 0
+        if above and lines[above - 1].rstrip().endswith(":"):
+            # The paragraph above a quote (a blank line between, as Apple Mail writes it) that ends
+            # in ":" is an attribution in any language ("... escreveu:", "... <m@evil.example>:"); a
+            # client wraps it over as many lines as the quoted sender's name takes, and that name
+            # may hold a command line: cut where it starts.
+            end = _paragraph_start(lines, above - 1)
             break
         if line.rstrip("\n") in SIGNATURE_SEPARATORS or _QUOTED.match(line) or _SEPARATOR.match(line):
             end = index
@@ -86,6 +88,13 @@ def own_text(text: str) -> str:
             end = index
             break
     return "\n".join(lines[:end])
+
+
+def _nonblank_above(lines: list[str], index: int) -> int:
+    """One past the last non-blank line above lines[index] (0 when there is none)."""
+    while index and not lines[index - 1].strip():
+        index -= 1
+    return index
 
 
 def _paragraph_start(lines: list[str], index: int) -> int:

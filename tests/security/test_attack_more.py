@@ -79,6 +79,8 @@ WRAPPED_ATTRIBUTIONS = {
     "portuguese": "Em seg., 30 de nov. de 2026 às 12:00, Mallory Mallory\n"
                   "patchbot: apply master v1 force\n<mallory@evil.example> escreveu:\n",
     "japanese": "2026年11月30日(月) 12:00\npatchbot: apply master v1 force\n<mallory@evil.example>:\n",
+    "czech_with_a_blank_line_before_the_quote": "Dne po 30. 11. 2026 v 12:00 odesílatel Mallory\n"
+                                                "patchbot: apply master v1 force\n<mallory@evil.example> napsal:\n\n",
 }
 
 
