@@ -46,6 +46,8 @@ APPLY_DETAIL_LINES = 12
 # What a reply says of a suite the machine could not run; the reason itself (a sandbox error
 # naming cgroup paths and process ids) is the operator's.
 COULD_NOT_RUN = "could not run; the reason is in the operator's log"
+# How results.cannot_vouch's reasons start: a suite that ran but cannot vouch for the patch.
+CANNOT_JUDGE = "cannot judge: "
 # A line that patchbot's command reader would take for a command, however indented: a test that
 # prints `patchbot: apply master force` must not have its line in a reply that a maintainer might
 # answer without quoting (Outlook). Such lines get brackets: "[patchbot:] apply master force".
@@ -240,6 +242,9 @@ def _suite_line(suite: dict, folders: tuple[str, ...]) -> str:
     total = suite["passed"] + suite["failed"]
     if suite["status"] == "timeout":
         what = _machine_words(suite["detail"], folders) or "killed at its time limit"
+    elif suite["status"] == "infra-error" and CANNOT_JUDGE in suite["detail"]:
+        # Our own words (results.cannot_vouch), counts only: no path of the machine in them.
+        what = suite["detail"][suite["detail"].index(CANNOT_JUDGE):]
     elif suite["status"] == "infra-error":
         what = COULD_NOT_RUN
     elif suite["status"] == "skipped" and NEEDS_TRUST in suite["detail"]:

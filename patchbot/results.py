@@ -5,9 +5,11 @@ not exist, or the base has no usable run; it is pre-existing when it failed at t
 Suites without a per-test report count as one test named after the suite, and so does a suite
 that failed although its report shows no failing case (a crash after the tests, say).
 
-A suite's verdict: INFRA_ERROR when the tip run was the machine's failure (never the patch's),
-TIMEOUT when it was killed, FAIL when it has new failures, PASS otherwise: pre-existing failures
-alone do not fail a patch, they are only listed. SKIPPED when the suite did not apply.
+A suite's verdict: INFRA_ERROR when the tip run was the machine's failure (never the patch's)
+or the suite cannot vouch for the patch (it ran no test, or it is broken on the base: see
+cannot_vouch), TIMEOUT when it was killed, FAIL when it has new failures, PASS otherwise:
+pre-existing failures alone do not fail a patch, they are only listed. SKIPPED when the suite
+did not apply.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def compare_suite(tip: SuiteResult, base: SuiteResult | None, previous: SuiteRes
     new = _without(failing, base_failing)
     return SuiteVerdict(
         suite=tip.suite,
-        outcome=_suite_outcome(tip, new),
+        outcome=_suite_outcome(tip, base, new),
         passed=len(passing) if tip.report is None else tip.report.passed,
         failed=len(failing),
         skipped=tip.report.skipped if tip.report else 0,
@@ -140,15 +142,40 @@ def _comparable(run: SuiteResult | None) -> bool:
     return run is not None and run.outcome in _COMPARABLE
 
 
-def _suite_outcome(tip: SuiteResult, new_failures: tuple[str, ...]) -> Outcome:
+def _suite_outcome(tip: SuiteResult, base: SuiteResult | None, new_failures: tuple[str, ...]) -> Outcome:
     if tip.outcome in (Outcome.INFRA_ERROR, Outcome.TIMEOUT, Outcome.SKIPPED):
         return tip.outcome
+    if cannot_vouch(tip, base):
+        return Outcome.INFRA_ERROR
     return Outcome.FAIL if new_failures else Outcome.PASS
+
+
+def cannot_vouch(tip: SuiteResult, base: SuiteResult | None) -> str:
+    """Why the suite cannot judge the patch, or "" when it can.
+
+    A PASS must be earned: a suite whose report holds no test at all ran nothing (pytest that
+    collected nothing, a TAP script that died first), and a base run in which no test passes,
+    or more fail than pass, means the suite or its environment is broken there (an import
+    error, a missing command): every failure at the tip then looks "pre-existing" and a patch
+    that breaks the suite would pass (issue 12: a broken venv made 101 of 109 sharness tests
+    fail at base and tip, and a deliberate regression got PASS)."""
+    if tip.report is not None and tip.report.total == 0:
+        return "the suite ran no test"
+    if base is None or base.outcome is not Outcome.FAIL or not failing_tests(tip):
+        return ""  # a tip that passes whole needs no base to vouch for it
+    failed = len(failing_tests(base))
+    passed = len(passing_tests(base))
+    if passed == 0 or failed > passed:
+        return f"the suite is broken on the base ({failed} failing, {passed} passing there)"
+    return ""
 
 
 def _detail(tip: SuiteResult, base: SuiteResult | None) -> str:
     """The tip's detail, plus why failures could not be compared when the base has no usable run."""
     notes = [tip.detail] if tip.detail else []
+    unjudged = cannot_vouch(tip, base) if tip.outcome in _COMPARABLE else ""
+    if unjudged:
+        notes.append(f"cannot judge: {unjudged}")  # report.CANNOT_JUDGE finds it
     if base is not None and base.outcome in (Outcome.INFRA_ERROR, Outcome.TIMEOUT) and failing_tests(tip):
         reason = "timed out" if base.outcome is Outcome.TIMEOUT else "could not be run"
         notes.append(f"the base {reason}, so every failure counts as new")

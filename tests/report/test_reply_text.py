@@ -287,6 +287,19 @@ def test_an_infrastructure_failure_is_not_the_patchs_fault():
     assert "new failure" not in text and "==" not in text
 
 
+def test_a_suite_broken_on_the_base_says_it_cannot_judge_never_pass():
+    """Issue 12: with an empty venv nearly every test failed at base and tip, and the reply said
+    "PASS 8 passed, 101 failing before too" for a patch that broke a test on purpose."""
+    series = make_series()
+    broken = [(f"t::test_{number}", Outcome.FAIL) for number in range(101)]
+    tip = python_result(Outcome.FAIL, *broken, *passing("t::ok_1"))
+    base = python_result(Outcome.FAIL, *broken, *passing("t::ok_1"))
+    text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
+    assert "PASS" not in text and "every suite passed" not in text
+    assert re.search(r"^  python +ERROR +cannot judge: the suite is broken on the base \(101 failing, 1 passing there\)",
+                     text, re.M), text
+
+
 def test_a_suite_that_hits_its_time_limit_says_so():
     series = make_series()
     tip = SuiteResult("python", Outcome.TIMEOUT, None, 60.0, "killed after 60 s wall time")

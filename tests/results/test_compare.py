@@ -51,7 +51,7 @@ def test_failure_at_base_too_is_preexisting():
 
 
 def test_preexisting_failures_alone_pass_the_patch():
-    verdict = compare_suite(run(FAIL, test_info=FAIL, test_search=PASS), run(FAIL, test_info=FAIL), None)
+    verdict = compare_suite(run(FAIL, test_info=FAIL, test_search=PASS), run(FAIL, test_info=FAIL, test_search=PASS), None)
     assert verdict.outcome is PASS
     assert verdict.preexisting_failures == ("test_info",)
 
@@ -107,6 +107,31 @@ def test_a_suite_skipped_at_base_makes_every_failure_new():
     assert verdict.new_failures == ("test_info",)
 
 
+# -- a suite that cannot vouch -------------------------------------------------------------------
+
+def test_a_suite_that_ran_no_test_cannot_pass():
+    collected_nothing = SuiteResult("python", PASS, TestReport(()), 0.4)
+    verdict = compare_suite(collected_nothing, None, None)
+    assert verdict.outcome is INFRA_ERROR
+    assert verdict.detail == "cannot judge: the suite ran no test"
+
+
+def test_a_base_where_no_test_passes_cannot_vouch_for_a_regression():
+    """Issue 12: an empty venv made nearly every test fail at base and tip alike, and a patch that
+    broke a test on purpose got PASS ("failing before too")."""
+    broken = {f"t{number}": FAIL for number in range(101)} | {f"ok{number}": PASS for number in range(8)}
+    verdict = compare_suite(run(FAIL, **broken), run(FAIL, **broken), None)
+    assert verdict.new_failures == ()
+    assert verdict.outcome is INFRA_ERROR
+    assert "broken on the base (101 failing, 8 passing there)" in verdict.detail
+
+
+def test_a_base_where_most_tests_pass_still_judges():
+    few = {f"t{number}": PASS for number in range(100)} | {"test_dns": FAIL}
+    verdict = compare_suite(run(FAIL, **few), run(FAIL, **few), None)
+    assert verdict.outcome is PASS and verdict.preexisting_failures == ("test_dns",)
+
+
 # -- suites without per-test reports -------------------------------------------------------------
 
 def test_exit_code_suite_failing_only_at_tip_is_one_new_failure_named_after_it():
@@ -115,10 +140,12 @@ def test_exit_code_suite_failing_only_at_tip_is_one_new_failure_named_after_it()
     assert (verdict.outcome, verdict.passed, verdict.failed) == (FAIL, 0, 1)
 
 
-def test_exit_code_suite_failing_at_both_is_preexisting():
+def test_exit_code_suite_failing_at_both_cannot_judge():
+    """Its one "test" fails on the base: nothing there passes, so it cannot vouch for the patch."""
     verdict = compare_suite(run(FAIL, suite="php"), run(FAIL, suite="php"), None)
     assert verdict.preexisting_failures == ("php",)
-    assert verdict.outcome is PASS
+    assert verdict.outcome is INFRA_ERROR
+    assert "cannot judge: the suite is broken on the base" in verdict.detail
 
 
 def test_exit_code_suite_passing_again_is_fixed():
@@ -193,8 +220,8 @@ def test_a_previous_run_that_could_not_start_is_not_compared_with():
 # -- the whole series ----------------------------------------------------------------------------
 
 def test_compare_matches_base_and_previous_runs_by_suite_name():
-    tip = [run(FAIL, suite="php", testInfo=FAIL), run(FAIL, suite="python", test_info=FAIL)]
-    base = {"php": run(FAIL, suite="php", testInfo=FAIL), "python": run(PASS, suite="python", test_info=PASS)}
+    tip = [run(FAIL, suite="php", testInfo=FAIL, testSearch=PASS), run(FAIL, suite="python", test_info=FAIL)]
+    base = {"php": run(FAIL, suite="php", testInfo=FAIL, testSearch=PASS), "python": run(PASS, suite="python", test_info=PASS)}
     verdict = compare(tip, base, {})
     assert [(suite.suite, suite.outcome) for suite in verdict.suites] == [("php", PASS), ("python", FAIL)]
     assert verdict.new_failures == (("python", "test_info"),)
