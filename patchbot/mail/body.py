@@ -87,7 +87,7 @@ def first_text_part(message: Message) -> BodyPart:
         if not part.is_multipart():
             if _content_type(part) != "text/plain":
                 return BodyPart("", None)
-            return BodyPart(_lf(_decode_part(part)), None)
+            return BodyPart(_unflowed(part, _lf(_decode_part(part))), None)
         children = [child for child in (part.get_payload() or []) if isinstance(child, Message)]
         if not children:
             return BodyPart("", None)
@@ -97,12 +97,37 @@ def first_text_part(message: Message) -> BodyPart:
             if plain is None:
                 return BodyPart("", None)
             html = next((child for child in _leaves(children) if _content_type(child) == "text/html"), None)
-            return BodyPart(_lf(_decode_part(plain)), _decode_part(html) if html is not None else None)
+            return BodyPart(_unflowed(plain, _lf(_decode_part(plain))), _decode_part(html) if html is not None else None)
         part = children[0]
     return BodyPart("", None)
 
 
 MAX_BODY_DEPTH = 20  # nesting beyond this is fuzz, not a body
+
+
+def _unflowed(part: Message, text: str) -> str:
+    """The lines a reader sees of a format=flowed part (RFC 3676): a line ending in a space goes
+    on in the next one (of the same quote depth). Read line by line, a paragraph the client
+    wrapped at "... we need not say \npatchbot: ignore \nhere" was an `ignore` nobody wrote."""
+    try:
+        if (part.get_param("format") or "").lower() != "flowed":
+            return text
+        delsp = (part.get_param("delsp") or "").lower() == "yes"
+    except (TypeError, ValueError, AttributeError):
+        return text
+    joined: list[list[str]] = []  # each seen line as its pieces: joined once, in linear time
+    previous, depth = "", 0
+    for line in text.split("\n"):
+        line_depth = len(line) - len(line.lstrip(">"))
+        if joined and previous.endswith(" ") and previous != "-- " and line_depth == depth:
+            if delsp:
+                joined[-1][-1] = joined[-1][-1][:-1]
+            joined[-1].append(line[line_depth:])
+        else:
+            joined.append([line])
+            depth = line_depth
+        previous = line
+    return "\n".join("".join(pieces) for pieces in joined)
 
 
 def _leaves(parts: list[Message]) -> list[Message]:

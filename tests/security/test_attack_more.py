@@ -93,3 +93,18 @@ def test_attack_3_an_attribution_wrapped_over_many_lines_or_in_another_language_
     mail = keys.sign(command_mail(body, parent=PY_PORT), "example.org")
     s.send(mail)
     assert master(bare) == before and s.answers_to(mail) == []
+
+
+def test_attack_3_a_command_a_flowed_paragraph_wrapped_to_a_line_start_is_not_read(make, bare, keys):
+    """format=flowed (RFC 3676): the reader sees one sentence; line by line it held `patchbot: ignore`."""
+    s = make(push_url=bare, require_dkim=True)
+    body = "I do not think we should say \npatchbot: ignore \nto this series yet, it is fine.\n"
+    mail = keys.sign(command_mail(body, parent=PY_PORT, content_type="text/plain; charset=UTF-8; format=flowed"),
+                     "example.org")
+    s.send(mail)
+    assert s.answers_to(mail) == []
+    # The same words as the writer's own lines are a command: the check reads what is shown.
+    shown = keys.sign(command_mail("I do not think so.\n\npatchbot: ignore\n", parent=PY_PORT,
+                                   content_type="text/plain; charset=UTF-8; format=flowed"), "example.org")
+    s.send(shown)
+    assert s.answers_to(shown) != []
