@@ -11,6 +11,8 @@ mail through `patchbot ingest` and `patchbot run` to a real aiosmtpd relay on 12
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import sys
 from pathlib import Path
 
@@ -108,3 +110,14 @@ def test_attack_3_a_command_a_flowed_paragraph_wrapped_to_a_line_start_is_not_re
                                    content_type="text/plain; charset=UTF-8; format=flowed"), "example.org")
     s.send(shown)
     assert s.answers_to(shown) != []
+
+
+def test_attack_8_escape_sequences_and_a_bidi_override_of_a_subject_are_escaped_in_the_reply_subject(sample_repo,
+                                                                                                      tmp_path):
+    data = _php_fix().replace(b"Subject: [PATCH] rpc: name the limit of suggestions",
+                              b"Subject: [PATCH] =?utf-8?q?rpc=1B]52;c;ZWNobyBwd25lZA=3D=3D=07_=E2=80=AEevil?=")
+    # Held already (the title is made one line and escaped before it is a subject); kept as a check.
+    for message in _replies_to(data, sample_repo, tmp_path):
+        subject = str(email.message_from_bytes(message, policy=email.policy.default)["Subject"])
+        assert "\x1b" not in subject and "\x07" not in subject and "\u202e" not in subject, subject
+        assert "\\u202eevil" in subject, subject
