@@ -165,13 +165,21 @@ class LmtpSource:
     def start(self) -> None:
         if self.socket is not None:
             _remove_stale_socket(self.socket)
-        self._controller.start()
+        try:
+            self._controller.start()
+        except BaseException:
+            # aiosmtpd leaves the loop of a server that could not bind open; left to the garbage
+            # collector at exit, it printed a traceback whenever its pipe was collected first.
+            self._controller.stop(no_assert=True)
+            self._controller.loop.close()
+            raise
         if self.socket is not None:
             # Who may deliver is decided by the socket's folder (patchbot:postfix 0750).
             os.chmod(self.socket, 0o666)
 
     def stop(self) -> None:
-        self._controller.stop()
+        if not self._controller.loop.is_closed():
+            self._controller.stop()
 
 
 def _remove_stale_socket(path: Path) -> None:
