@@ -81,7 +81,21 @@ class MailConfig:
     list_address: str | None = None  # replies go To the list...
     cc_author: bool = True  # ...and Cc the series' author
     message_id_domain: str = "localhost"  # patchbot's own mail is recognised by it
+
+
+@dataclass(frozen=True)
+class ReplyConfig:
+    """[reply]: what the list hears, and where a reader finds what a reply points to."""
+
+    results: str = "failures"  # always | failures: a PASS reaches the list only as `pass_to` says
+    pass_to: tuple[str, ...] = ("first-time", "asked")  # with results = failures, who still hears a PASS
     log_url: str | None = None  # e.g. "https://ci.example.org/logs/{run}/{suite}.log"
+    mbox_url: str | None = None  # where the service publishes series mboxes, with {series} and {version}
+    lore_url: str | None = None  # the list's public-inbox (lore), so that `b4 am <msgid>` fetches a series
+
+
+REPLY_RESULTS = ("always", "failures")
+PASS_AUDIENCES = ("first-time", "asked")
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,7 @@ class Config:
     suites: dict[str, SuiteConfig] = field(default_factory=dict)
     limits: LimitsConfig = LimitsConfig()
     mail: MailConfig = MailConfig()
+    reply: ReplyConfig = ReplyConfig()
     smtp: SmtpConfig = SmtpConfig()
     commands: CommandsConfig = CommandsConfig()
     serve: ServeConfig = ServeConfig()
@@ -354,6 +369,7 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     )
     limits_table.done()
     mail, smtp = _mail(top.table("mail")), _smtp(top.table("smtp"), here)
+    reply = _reply(top.table("reply"))
     commands = _commands(top.table("commands"))
     serve, sources = _serve(top.table("serve")), _sources(top.table("sources"), here)
     executor, gitlab = _executor(top, here, suites)
@@ -361,7 +377,7 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
     return Config(
         db=db, work_dir=work_dir, parallel=parallel, path=sandbox_path, expose=expose, repository=repository, stacks=stacks,
         shared_paths=shared, ignored_paths=ignored, environments=environments, suites=suites, limits=limits,
-        mail=mail, smtp=smtp, commands=commands, serve=serve, sources=sources, executor=executor, gitlab=gitlab,
+        mail=mail, reply=reply, smtp=smtp, commands=commands, serve=serve, sources=sources, executor=executor, gitlab=gitlab,
         source=path,
     )
 
@@ -401,15 +417,34 @@ def _mail(table: _Table) -> MailConfig:
     list_address = table.get("list", str)
     if list_address is not None and "@" not in list_address:
         raise ConfigError("mail.list", f"{list_address!r} is not a mail address")
-    log_url = table.get("log_url", str)
-    if log_url is not None and "{run}" not in log_url:
-        raise ConfigError("mail.log_url", "must contain {run} (and may contain {suite})")
+    if "log_url" in table.data:
+        raise ConfigError("mail.log_url", "moved to [reply] log_url")
     mail = MailConfig(
         sender=sender, list_address=list_address, cc_author=table.get("cc_author", bool, True),
-        message_id_domain=table.get("message_id_domain", str, address.rsplit("@", 1)[1]), log_url=log_url,
+        message_id_domain=table.get("message_id_domain", str, address.rsplit("@", 1)[1]),
     )
     table.done()
     return mail
+
+
+def _reply(table: _Table) -> ReplyConfig:
+    results = table.get("results", str, ReplyConfig.results)
+    if results not in REPLY_RESULTS:
+        raise ConfigError("reply.results", f"must be one of {', '.join(REPLY_RESULTS)}")
+    pass_to = table.strings("pass_to", ReplyConfig.pass_to)
+    for audience in pass_to:
+        if audience not in PASS_AUDIENCES:
+            raise ConfigError("reply.pass_to", f"{audience!r} is not one of {', '.join(PASS_AUDIENCES)}")
+    log_url = table.get("log_url", str)
+    if log_url is not None and "{run}" not in log_url:
+        raise ConfigError("reply.log_url", "must contain {run} (and may contain {suite})")
+    mbox_url = table.get("mbox_url", str)
+    if mbox_url is not None and "{series}" not in mbox_url:
+        raise ConfigError("reply.mbox_url", "must contain {series} (and may contain {version})")
+    reply = ReplyConfig(results=results, pass_to=pass_to, log_url=log_url, mbox_url=mbox_url,
+                        lore_url=table.get("lore_url", str))
+    table.done()
+    return reply
 
 
 def _commands(table: _Table) -> CommandsConfig:

@@ -347,8 +347,8 @@ def _log_hint(config: Config, run: StoredTestRun, suites: list[dict]) -> str:
     if not suites:
         return ""
     hint = f"patchbot log {run.id}"
-    if config.mail.log_url:
-        urls = dict.fromkeys(config.mail.log_url.format(run=run.id, suite=suite["name"])
+    if config.reply.log_url:
+        urls = dict.fromkeys(config.reply.log_url.format(run=run.id, suite=suite["name"])
                              for suite in suites if suite["status"] != "pass")
         return f"{hint}; " + ", ".join(urls) if urls else hint
     return hint

@@ -347,7 +347,7 @@ def test_a_base_behind_its_branch_tip_is_noted(behind, note):
 
 
 def test_log_url_puts_the_logs_of_the_suites_that_did_not_pass_in_full_logs():
-    config = replace(CONFIG, mail=replace(CONFIG.mail, log_url="https://ci.example.org/logs/{run}/{suite}.log"))
+    config = replace(CONFIG, reply=replace(CONFIG.reply, log_url="https://ci.example.org/logs/{run}/{suite}.log"))
     series = make_series()
     python = python_result(Outcome.FAIL, ("t::test_a", Outcome.FAIL), detail="exit code 1")
     php = SuiteResult("php", Outcome.TIMEOUT, None, 60.0, "killed after 60 s wall time")
@@ -360,7 +360,7 @@ def test_log_url_puts_the_logs_of_the_suites_that_did_not_pass_in_full_logs():
 
 
 def test_a_log_url_without_suite_is_given_once():
-    config = replace(CONFIG, mail=replace(CONFIG.mail, log_url="https://ci.example.org/runs/{run}"))
+    config = replace(CONFIG, reply=replace(CONFIG.reply, log_url="https://ci.example.org/runs/{run}"))
     series = make_series()
     python = python_result(Outcome.FAIL, ("t::test_a", Outcome.FAIL))
     php = SuiteResult("php", Outcome.TIMEOUT, None, 60.0, "killed after 60 s wall time")
