@@ -231,6 +231,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (series_id, mail_id, name, value)
     )
     """,
+    # 10 -> 11: series whose author's mails carry a DKIM signature of the author's domain:
+    # only mails so signed (or a maintainer's) may add to, re-roll or steer them (series.py).
+    """
+    CREATE TABLE signed_series (
+        series_id INTEGER PRIMARY KEY REFERENCES series(id),
+        signed_at TEXT NOT NULL
+    )
+    """,
 )
 
 
@@ -654,6 +662,14 @@ class Store:
             " cover_mail_id = coalesce(?, cover_mail_id), version = coalesce(?, version) WHERE id = ?",
             (title, normalised_title, total, _iso(date), cover_mail_id, version, series_id),
         )
+
+    def mark_series_signed(self, series_id: int) -> None:
+        """A mail of the series' author verified (DKIM): from now on only such mails act as the author."""
+        self._db.execute("INSERT OR IGNORE INTO signed_series (series_id, signed_at) VALUES (?, ?)",
+                         (series_id, _iso(datetime.now(timezone.utc))))
+
+    def series_signed(self, series_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM signed_series WHERE series_id = ?", (series_id,)).fetchone() is not None
 
     def put_patch(self, series_id: int, number: int, mail_id: int, inherited: bool = False) -> None:
         """Place a mail as patch `number` of a series, replacing an inherited one."""
