@@ -239,6 +239,16 @@ MIGRATIONS: tuple[str, ...] = (
         signed_at TEXT NOT NULL
     )
     """,
+    # 11 -> 12: this database's own random id, made once: a reply's Message-ID is derived from
+    # it and the reply's key, so a resend reuses its id and two databases (staging and
+    # production, a reset) never send the same one (issue 13; archives dropped one as a duplicate).
+    """
+    CREATE TABLE instance (
+        only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+        id TEXT NOT NULL
+    );
+    INSERT INTO instance (only_row, id) VALUES (1, lower(hex(randomblob(16))))
+    """,
 )
 
 
@@ -1031,6 +1041,10 @@ class Store:
         return bool(cursor.rowcount)
 
     # -- outbox -----------------------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        """This database's random id (32 hex digits), made once when its schema was created."""
+        return self._db.execute("SELECT id FROM instance").fetchone()[0]
 
     def enqueue_reply(self, key: str, series_id: int | None, message_id: str, sender: str,
                       recipients: Sequence[str], data: bytes) -> bool:
