@@ -9,6 +9,7 @@ is over, and leftovers of a crash when the next run starts.
 from __future__ import annotations
 
 from patchbot import PatchbotError
+from patchbot.suites import is_glob, literal_folder, matches
 
 import fcntl
 import hashlib
@@ -304,13 +305,22 @@ def apply_series(mirror: Path, base: BaseChoice, patches: Sequence[PatchMail], w
 
 
 def paths_in_tree(mirror: Path, commit: str, paths: Sequence[str]) -> set[str]:
-    """Which of `paths` exist (as files or folders) in a commit's tree, asked of git once."""
-    if not paths:
-        return set()
-    query = "".join(f"{commit}:{path.rstrip('/')}\n" for path in paths).encode()
-    result = git("cat-file", "--batch-check", cwd=mirror, stdin=query, check=False)
-    answers = result.stdout.decode(errors="replace").splitlines()
-    return {path for path, answer in zip(paths, answers) if not answer.endswith(" missing")}
+    """Which of `paths` exist (as files or folders) in a commit's tree, read from git's objects
+    (literal paths asked of git once); a glob (`test/test_*.py`) exists when a path matches it."""
+    literal = [path for path in paths if not is_glob(path)]
+    globs = [path for path in paths if is_glob(path)]
+    present = set()
+    if literal:
+        query = "".join(f"{commit}:{path.rstrip('/')}\n" for path in literal).encode()
+        result = git("cat-file", "--batch-check", cwd=mirror, stdin=query, check=False)
+        answers = result.stdout.decode(errors="replace").splitlines()
+        present = {path for path, answer in zip(literal, answers) if not answer.endswith(" missing")}
+    for folder in sorted({literal_folder(pattern) for pattern in globs}):
+        # Only the folder the glob's matches lie in, with its subfolders (-t: folders match too).
+        listed = git("ls-tree", "-r", "-t", "-z", "--name-only", commit, "--", folder or ".", cwd=mirror, check=False)
+        names = [name for name in listed.stdout.decode(errors="replace").split("\0") if name]
+        present |= {pattern for pattern in globs if literal_folder(pattern) == folder and any(matches(name, [pattern]) for name in names)}
+    return present
 
 
 def _commits_behind(mirror: Path, base_commit: str, branch: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from patchbot import PatchbotError
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -36,6 +37,12 @@ class RepositoryConfig:
     branches: tuple[str, ...] = ()  # the branches a maintainer may name as a base
     tag_branches: dict[str, str] = field(default_factory=dict)  # subject tag -> branch
     push_url: str | None = None  # where "patchbot: apply BRANCH" pushes (a URL or a path)
+    # Pull requests are fetched only from these hosts (https:// or git://), never from any URL a
+    # mail names; local paths and file:// URLs only with pull_local (tests, a mirror of one's own).
+    pull_hosts: tuple[str, ...] = ()
+    pull_local: bool = False
+    pull_timeout_s: float = 300.0  # one fetch of a pull request, at most
+    pull_max_mb: int = 500  # what one fetch may bring in, at most
 
 
 @dataclass(frozen=True)
@@ -323,6 +330,8 @@ def _config_from(data: dict[str, Any], path: Path) -> Config:
         repository = RepositoryConfig(
             url=url, default_branch=table.get("default_branch", str, "master"),
             branches=table.strings("branches"), tag_branches=tag_branches, push_url=push_url,
+            pull_hosts=_pull_hosts(table), pull_local=table.get("pull_local", bool, False),
+            pull_timeout_s=table.positive("pull_timeout", float, 300.0), pull_max_mb=table.positive("pull_max_mb", int, 500),
         )
         table.done()
 
@@ -402,11 +411,21 @@ def _suite(table: _Table, name: str, stacks: dict, environments: dict) -> SuiteC
     suite = SuiteConfig(
         name=name, command=table.get("command", str, required=True), stacks=suite_stacks,
         workdir=table.get("workdir", str, "."), timeout_s=table.positive("timeout", float, 600.0),
-        format=report_format, result_path=result_path, requires=table.strings("requires"),
+        format=report_format, result_path=result_path, requires=_requires(table, name),
         environment=environment, always=always,
     )
     table.done()
     return suite
+
+
+def _requires(table: _Table, name: str) -> tuple[str, ...]:
+    """Paths or globs (`test/test_*.py`: one match is enough) inside the base tree, as git names them."""
+    required = table.strings("requires")
+    for path in required:
+        parts = path.rstrip("/").split("/")
+        if not path or path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ConfigError(f"suites.{name}.requires", f"{path!r} is not a path inside the tree (relative, no . or ..)")
+    return required
 
 
 def _mail(table: _Table) -> MailConfig:
@@ -554,6 +573,18 @@ def _executor(top: _Table, here: Path, suites: dict) -> tuple[str, GitlabConfig 
             raise ConfigError(f"gitlab.jobs.{suite}", "names a suite that [suites] does not define")
     table.done()
     return kind, gitlab
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _pull_hosts(table: _Table) -> tuple[str, ...]:
+    """Host names, as a URL's host part reads (no scheme, port, path or user)."""
+    hosts = table.strings("pull_hosts")
+    for host in hosts:
+        if not _HOST_NAME.fullmatch(host.lower()):
+            raise ConfigError("repository.pull_hosts", f"{host!r} is not a host name (write git.kernel.org, not a URL)")
+    return tuple(host.lower() for host in hosts)
 
 
 def _strings_table(table: _Table, name: str) -> dict[str, str]:

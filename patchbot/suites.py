@@ -39,6 +39,17 @@ def matches(path: str, patterns: Iterable[str]) -> bool:
     return any(_glob_regex(pattern).match(path) for pattern in patterns)
 
 
+def is_glob(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern
+
+
+def literal_folder(pattern: str) -> str:
+    """The folder a glob's matches all lie in ("test" for `test/test_*.py`; "" for `**/*.php`):
+    only that part of a tree needs listing to find them."""
+    head = pattern[:min((pattern.find(c) for c in "*?" if c in pattern), default=len(pattern))]
+    return head.rpartition("/")[0]
+
+
 def stacks_of_path(path: str, config: Config) -> frozenset[str]:
     """The stacks one path belongs to: ignored paths none, shared paths every stack."""
     if matches(path, config.ignored_paths):

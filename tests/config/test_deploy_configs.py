@@ -9,19 +9,22 @@ from pathlib import Path
 import pytest
 
 from patchbot.config import load_config
-from patchbot.suites import plan_suites
+from patchbot.suites import matches, plan_suites
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PINNED = DEPLOY / "aurweb" / "pinned-requirements"
 
-# Which of the suites' `requires` paths each era of aurweb's tree has (from its history).
-MASTER_2020 = {"test/sharness.sh", "web/html/index.php"}  # c4f4ac51, 2020-08-27
-MASTER_2021 = MASTER_2020 | {"aurweb/spawn.py"}  # 5be07a8a, 2021-02-20
+# Paths of aurweb's tree in each era that the suites' `requires` (paths and globs) look for (from its history).
+MASTER_2020 = {"test/sharness.sh", "test/t1100-git-auth.t", "web/html/index.php", "web/lib/aur.inc.php"}  # c4f4ac51, 2020-08-27
+MASTER_2021 = MASTER_2020 | {"aurweb/spawn.py", "aurweb/asgi.py"}  # 5be07a8a, 2021-02-20
 PU_2021 = MASTER_2021 | {"test/test_exceptions.py"}  # 4b760968, 2021-06-05
+PYTHON_ONLY_2023 = PU_2021 - {"web/html/index.php", "web/lib/aur.inc.php"}  # 8ca63075, 2023-04-28: PHP removed
 
 
-def _suites(paths: list[str], present: set[str]) -> list[str]:
-    return [suite.name for suite in plan_suites(paths, load_config(DEPLOY / "aurweb.toml"), present.__contains__).run]
+def _suites(paths: list[str], tree: set[str]) -> list[str]:
+    def present(required: str) -> bool:
+        return any(matches(path, [required]) for path in tree)
+    return [suite.name for suite in plan_suites(paths, load_config(DEPLOY / "aurweb.toml"), present).run]
 
 
 def test_aurweb_config_is_valid_and_routes_by_stack():
@@ -30,7 +33,8 @@ def test_aurweb_config_is_valid_and_routes_by_stack():
     assert _suites(["web/html/rpc.php"], PU_2021) == ["php-lint", "smoke"]
     assert _suites(["aurweb/rpc.py"], PU_2021) == ["sharness", "pytest", "smoke"]
     assert _suites(["doc/rpc.txt", "po/de.po"], PU_2021) == []
-    assert config.environments["venv"].network and "setup.py" in config.environments["venv"].key_files
+    # Keyed by what pinned-requirements reads: not pyproject.toml, whose version changed weekly in 2022.
+    assert config.environments["venv"].network and config.environments["venv"].key_files == ("requirements.txt", "poetry.lock")
 
 
 @pytest.mark.parametrize("schema_path", ["schema/aur-schema.sql", "aurweb/schema.py", "migrations/versions/f47cad5d6d03_initial_revision.py"])
@@ -43,6 +47,14 @@ def test_aurweb_pytest_runs_wherever_test_files_exist_without_conftest():
     assert "pytest" not in _suites(["aurweb/scripts/notify.py"], MASTER_2021)
     assert "pytest" in _suites(["aurweb/scripts/notify.py"], PU_2021)  # no test/conftest.py until 2021-11-17
     assert "smoke" not in _suites(["web/html/index.php"], MASTER_2020)  # aurweb.spawn came 2021-02-20
+    # Any test_*.py counts, not one named file: a tree with another one still runs pytest.
+    assert "pytest" in _suites(["aurweb/rpc.py"], MASTER_2021 | {"test/test_popupdate.py"})
+    assert "pytest" not in _suites(["aurweb/rpc.py"], MASTER_2021 | {"test/conftest.py", "test/README.md"})
+
+
+def test_aurweb_php_suites_end_with_the_php_files():
+    assert _suites(["web/html/index.php", "aurweb/rpc.py"], PYTHON_ONLY_2023) == ["sharness", "pytest"]
+    assert "php-lint" in _suites(["web/lib/aur.inc.php"], {"web/lib/aur.inc.php"})  # any PHP file under web/
 
 
 def test_aurweb_environment_names_its_pinned_files_and_they_exist():
