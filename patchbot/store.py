@@ -19,6 +19,7 @@ from pathlib import Path
 
 from patchbot.mail.diff import FileChange
 from patchbot.mail.trailers import Trailer
+from patchbot.pulls import PullRequest
 from patchbot.results import SuiteResult
 from patchbot.testreports import Outcome, TestCase, TestReport
 
@@ -249,6 +250,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO instance (only_row, id) VALUES (1, lower(hex(randomblob(16))))
     """,
+    # 12 -> 13: a series is a pull request's (kind 'pull') or patches'; a pull's URL, ref, and the
+    # tip and base commits its mail announced are what its test fetches and checks (pulls.py).
+    """
+    ALTER TABLE series ADD COLUMN kind TEXT NOT NULL DEFAULT 'patch';
+    ALTER TABLE series ADD COLUMN pull_url TEXT;
+    ALTER TABLE series ADD COLUMN pull_ref TEXT;
+    ALTER TABLE series ADD COLUMN pull_tip TEXT;
+    ALTER TABLE series ADD COLUMN pull_base TEXT
+    """,
 )
 
 
@@ -374,6 +384,8 @@ class SeriesRecord:
     patches: tuple[PatchSlot, ...]
     ignored: bool = False  # a maintainer said "patchbot: ignore": not tested, pending tests dropped
     based_on: tuple[str, ...] = ()  # Based-on:/Depends-on: values believed (series_hints), newest first
+    kind: str = "patch"  # or "pull": a pull request, tested by fetching `pull` (pulls.py)
+    pull: PullRequest | None = None
 
     @property
     def received(self) -> tuple[int, ...]:
@@ -803,6 +815,11 @@ class Store:
         ).fetchone()
         return self.series(row[0]) if row else None
 
+    def set_series_pull(self, series_id: int, pull: PullRequest) -> None:
+        """Make a series a pull request's, to be tested by fetching `pull`."""
+        self._db.execute("UPDATE series SET kind = 'pull', pull_url = ?, pull_ref = ?, pull_tip = ?, pull_base = ?"
+                         " WHERE id = ?", (pull.url, pull.ref, pull.tip, pull.base, series_id))
+
     def set_ignored(self, series_id: int, ignored: bool) -> None:
         self._db.execute("UPDATE series SET ignored = ? WHERE id = ?", (int(ignored), series_id))
 
@@ -828,6 +845,7 @@ class Store:
             date=_moment(row[9]), supersedes_id=row[10], obsolete=bool(row[11]), ignored=bool(row[12]),
             patches=tuple(PatchSlot(s[0], s[1], s[2], s[3] or "", s[4] or "", bool(s[5]), s[6]) for s in slots),
             based_on=tuple(value for (value,) in based_on),
+            kind=row[13], pull=PullRequest(*row[14:18]) if row[14] is not None else None,
         )
 
 
@@ -1269,7 +1287,8 @@ _MAIL_COLUMNS = (
 )
 _SERIES_COLUMNS = (
     "s.id, s.title, s.normalised_title, s.author, s.author_name, s.version, s.total, s.cover_mail_id,"
-    " (SELECT message_id FROM mails WHERE id = s.cover_mail_id), s.date, s.supersedes_id, s.obsolete, s.ignored"
+    " (SELECT message_id FROM mails WHERE id = s.cover_mail_id), s.date, s.supersedes_id, s.obsolete, s.ignored,"
+    " s.kind, s.pull_url, s.pull_ref, s.pull_tip, s.pull_base"
 )
 
 
