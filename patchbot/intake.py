@@ -12,7 +12,7 @@ from enum import Enum
 
 from patchbot.config import Config
 from patchbot.mail import MailRejected, ParsedMail, message_id_for, parse_mail
-from patchbot.series import file_mail, maintainer_vouch
+from patchbot.series import dkim_proof, file_mail, maintainer_vouch
 from patchbot.sources import RawMail, Source, UnreadableSource
 from patchbot.store import MailFacts, Store, is_machine_fault
 
@@ -63,7 +63,8 @@ def file_kept(store: Store, mail_id: int, message_id: str, data: bytes, received
             except MailRejected as rejection:
                 store.reject_mail(mail_id, "rejected", str(rejection))
                 return Outcome(message_id, Status.REJECTED, reason=rejection.reason.value)
-            filing = file_mail(store, mail_id, mail, received_at, maintainer_vouch(config, store, mail_id, data))
+            filing = file_mail(store, mail_id, mail, received_at, maintainer_vouch(config, store, mail_id, data),
+                               dkim_proof(config, data))
             # The series stage may overrule the parser (an unnumbered patch in a known thread).
             rule = mail.kind_rule if filing.kind is mail.kind else filing.rule
             store.record_facts(mail_id, _facts(mail, filing.kind.value, rule))

@@ -20,6 +20,14 @@ required); anyone else's patch in its thread starts a series of its own, which r
 the thread with its own result. Anyone on the list can post into a thread: a stranger's
 `[PATCH v2 2/2]` in reply to Vera's 2/2 once became Vera's v2, made her v1 obsolete and
 got "v2 of this series ... every suite passed" posted in her thread.
+
+A From is a claim anyone can make, so ownership is sticky to a signature: where the operator
+relies on DKIM (`[commands] require_dkim`, the default), a series any of whose author's mails
+carried a DKIM signature of the author's own domain (covering From, Message-ID, Subject and
+the thread headers it has) is only its author's as far as a mail is so signed. An unsigned mail
+that forges the author's From starts a series of its own instead of extending, re-rolling,
+superseding or rebasing the author's. A series never signed stays open to its From, as before:
+patchbot cannot tell that author from a forger (tests/security/README lists it as open).
 """
 
 from __future__ import annotations
@@ -27,12 +35,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from datetime import datetime, timedelta, timezone
 
-from patchbot.commands.identity import identify
+from patchbot.commands.identity import identify, signed_by_sender
 from patchbot.config import Config
 from patchbot.mail import Kind, ParsedMail
 from patchbot.mail.headers import message_ids_in
+from patchbot.pulls import parse_pull_request
 from patchbot.store import SeriesRecord, Store
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,18 @@ def maintainer_vouch(config: Config | None, store: Store, mail_id: int, raw: byt
     return vouched
 
 
+# Whether the mail being filed is signed by its sender's domain (asked only where it matters);
+# None where the operator does not rely on DKIM: a From is then taken as it is.
+Proof = Callable[[], bool]
+
+
+def dkim_proof(config: Config | None, raw: bytes) -> Proof | None:
+    """The sticky-signing check of one mail (identity.signed_by_sender), made at most once."""
+    if config is None or not config.commands.require_dkim:
+        return None
+    return cache(lambda: signed_by_sender(raw))
+
+
 @dataclass(frozen=True)
 class Filing:
     """Where a mail was filed: its final kind, the series (if any) and the rule that decided."""
@@ -71,31 +93,44 @@ class Filing:
 
 
 def file_mail(store: Store, mail_id: int, mail: ParsedMail, received_at: datetime | None = None,
-              vouched: Vouch = nobody) -> Filing:
-    """File a stored, parsed mail into its series (creating or re-rolling one as needed)."""
-    if mail.kind in (Kind.PATCH, Kind.COVER):
+              vouched: Vouch = nobody, proof: Proof | None = None) -> Filing:
+    """File a stored, parsed mail into its series (creating or re-rolling one as needed).
+    `proof`: whether the mail is signed by its sender's domain (see dkim_proof)."""
+    if mail.kind in (Kind.PATCH, Kind.COVER, Kind.PULL):
         answers: dict[int, bool] = {}
 
         def owns(series: SeriesRecord) -> bool:
-            if series.author == mail.sender.addr:
+            if _as_author(store, series, mail, proof):
                 return True
             if series.id not in answers:
                 answers[series.id] = vouched(series)
             return answers[series.id]
-        return _file_series_mail(store, mail_id, mail, mail.date or received_at or datetime.now(timezone.utc), owns)
+        filing = _file_series_mail(store, mail_id, mail, mail.date or received_at or datetime.now(timezone.utc), owns)
+        if proof is not None and store.series(filing.series_id).author == mail.sender.addr and proof():
+            store.mark_series_signed(filing.series_id)
+        return filing
     series = store.series_by_thread((mail.message_id, *mail.thread_ids))
     if series is None:
         return Filing(mail.kind, None, "not-in-a-known-thread")
     store.attach_to_series(mail_id, series.id)
     # Replies to this reply belong to the same thread.
     store.remember_thread_ids(series.id, (mail.message_id,))
-    return Filing(mail.kind, series.id, _hints_in_reply(store, series, mail_id, mail, vouched) or "in-series-thread")
+    rule = _hints_in_reply(store, series, mail_id, mail, vouched, proof)
+    return Filing(mail.kind, series.id, rule or "in-series-thread")
+
+
+def _as_author(store: Store, series: SeriesRecord, mail: ParsedMail, proof: Proof | None) -> bool:
+    """The mail is the series' author's, as far as the series' signing lets a From be believed."""
+    if series.author != mail.sender.addr:
+        return False
+    return proof is None or not store.series_signed(series.id) or proof()
 
 
 def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: datetime,
                       owns: Callable[[SeriesRecord], bool]) -> Filing:
-    number = 0 if mail.kind is Kind.COVER else (mail.subject.counter or 1)
-    total = mail.subject.total if mail.subject.counter is not None else (1 if mail.kind is Kind.PATCH else None)
+    # A pull request is a cover letter where numbered (QEMU's `[PULL 00/29]`), else patch 1 of 1.
+    number = 0 if mail.kind is Kind.COVER else (1 if mail.subject.counter is None else mail.subject.counter)
+    total = mail.subject.total if mail.subject.counter is not None else (None if mail.kind is Kind.COVER else 1)
     version = mail.subject.version
 
     along = store.series_along_thread((mail.message_id, *mail.thread_ids))
@@ -121,9 +156,9 @@ def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: dateti
         else:
             rule = "number-taken-new-series"
     elif thread is not None and version > thread.version:
-        series, rule = _reroll(store, thread, mail, number, total, date)
+        series, rule = _reroll(store, thread, mail, number, total, owns)
     else:
-        series = _unthreaded_match(store, mail, number, total, version, date)
+        series = _unthreaded_match(store, mail, number, total, version, date, owns)
         if series:
             rule = "same-sender-within-20-minutes"
         elif along and thread is None:
@@ -142,6 +177,8 @@ def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: dateti
         series_id = series.id
 
     _place(store, series_id, mail_id, mail, number, total, date)
+    if mail.kind is Kind.PULL:  # what its test fetches (a pull's own patches are its record)
+        store.set_series_pull(series_id, parse_pull_request(mail.pull_url, mail.message))
     _keep_base_hints(store, series_id, mail_id, mail)
     store.claim_own_thread_id(series_id, mail.message_id)
     store.remember_thread_ids(series_id, mail.thread_ids)
@@ -173,10 +210,10 @@ def _totals_agree(known: int | None, total: int | None) -> bool:
     return known is None or total is None or known == total
 
 
-def _reroll(store, older: SeriesRecord, mail: ParsedMail, number: int, total, date):
+def _reroll(store, older: SeriesRecord, mail: ParsedMail, number: int, total, owns: Callable[[SeriesRecord], bool]):
     """A higher version sent into an older version's thread: join its re-roll or start one."""
     for candidate in store.rerolls_of(older.id, mail.subject.version, mail.sender.addr):
-        if _slot_free(candidate, number, -1) and _totals_agree(candidate.total, total):
+        if _slot_free(candidate, number, -1) and _totals_agree(candidate.total, total) and owns(candidate):
             return candidate, "reroll-thread"
     replaced = older.slot(number) if number else None
     if replaced is not None and mail.in_reply_to == replaced.message_id and _totals_agree(older.total, total):
@@ -192,14 +229,15 @@ def _inherit_patches(store: Store, series_id: int, older: SeriesRecord, replaced
                         normalised_title=older.normalised_title)
 
 
-def _unthreaded_match(store, mail: ParsedMail, number: int, total, version: int, date: datetime):
+def _unthreaded_match(store, mail: ParsedMail, number: int, total, version: int, date: datetime,
+                      owns: Callable[[SeriesRecord], bool]):
     """git send-email without threading: same sender, version and total, close in time."""
     if total is None or total == 1:
         return None
     for candidate in store.recent_series_of(
         mail.sender.addr, version, total, date - UNTHREADED_WINDOW, date + UNTHREADED_WINDOW
     ):
-        if _slot_free(candidate, number, -1):
+        if _slot_free(candidate, number, -1) and owns(candidate):
             return candidate
     return None
 
@@ -228,7 +266,8 @@ def _link_earlier_version(store: Store, series: SeriesRecord, mail: ParsedMail,
     # An earlier version filed after its re-roll (a late delivery, an archive read out of order,
     # a Date set later) is what the re-roll replaces: it never becomes the current version.
     later = store.later_unlinked_versions(series.author, series.normalised_title, series.version, series.id)
-    if later:
+    # ...unless that later version's From was never signed and this one's was: a forger's.
+    if later and (store.series_signed(later[0].id) or not store.series_signed(series.id)):
         store.link_versions(later[0].id, series.id)
     if series.supersedes_id is not None:
         return
@@ -236,7 +275,7 @@ def _link_earlier_version(store: Store, series: SeriesRecord, mail: ParsedMail,
         return
     if series.version > 1:
         earlier = store.earlier_versions(series.author, series.normalised_title, series.version, series.id)
-        if earlier:
+        if earlier and owns(earlier[0]):
             store.link_versions(series.id, earlier[0].id)
 
 
@@ -261,13 +300,14 @@ def _keep_base_hints(store: Store, series_id: int, mail_id: int, mail: ParsedMai
             store.add_series_hint(series_id, mail_id, name, value)
 
 
-def _hints_in_reply(store: Store, series: SeriesRecord, mail_id: int, mail: ParsedMail, vouched: Vouch) -> str | None:
+def _hints_in_reply(store: Store, series: SeriesRecord, mail_id: int, mail: ParsedMail, vouched: Vouch,
+                    proof: Proof | None) -> str | None:
     """`Based-on:`, `Depends-on:` and `Supersedes:` in a reply count when the series' author or a
     maintainer (as the command check believes them) wrote it; anyone else's would let a stranger
     pick the code a series is tested on, or make the author's series obsolete. Returns the rule."""
     if not any(mail.trailer_values(name) for name in (*BASE_HINTS, "Supersedes")):
         return None
-    if mail.sender.addr == series.author:
+    if _as_author(store, series, mail, proof):
         who = "author"
     elif vouched(series):
         who = "maintainer"

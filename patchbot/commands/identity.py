@@ -108,6 +108,27 @@ def believed_sender(raw: bytes, config: Config,
     return Identity(person, signature=result.signature, date=date_of(result.value("date")), via_list=via_list), result
 
 
+# What files a patch mail into a series: who sent it, which mail it is, its subject (title,
+# version, number), and the thread it answers where it names one.
+FILING_HEADERS = ("from", "message-id", "subject")
+THREAD_HEADERS = ("in-reply-to", "references")
+
+
+def signed_by_sender(raw: bytes, dnsfunc: dkim.DnsLookup | None = None) -> bool:
+    """Whether a DKIM signature of the From's own domain vouches for the mail's sender and for
+    every header that decides where it is filed (series.py's sticky signing); never raises."""
+    head = BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+    from_values = _values(head, "from")
+    senders = addresses_of(from_values[0]) if len(from_values) == 1 else []
+    if len(senders) != 1:
+        return False
+    covering = (*FILING_HEADERS, *(name for name in THREAD_HEADERS if _values(head, name)))
+    if any(len(_values(head, name)) > 1 for name in covering):
+        return False
+    result = dkim.verify(raw, senders[0].addr, dnsfunc=dnsfunc, covering=covering)
+    return result.ok and _differs_from_signed(raw, result, covering, head) is None
+
+
 def freshness_refusal(identity: Identity, mail: MailRecord, config: Config, store: Store) -> str | None:
     """Why a signed command mail may not act now: too old, dated ahead, or its signature acted already.
 
