@@ -1,7 +1,10 @@
 """Run a series' suites, each in its own sandbox, several at once, and read their reports.
 
-The machine's failures (a sandbox that cannot start, a suite that cannot start, a report
-that cannot be read) are INFRA_ERROR and retried once; they are never the patch's fault.
+The machine's failures (a sandbox that cannot start, a report that cannot be read after a
+clean exit) are INFRA_ERROR and retried once; they are never the patch's fault. A failed run
+that shows its environment broken (a command not found, an import error: suite_health) is a
+FAIL that says so: whether it is the patch's or the machine's, only the base can tell
+(results.cannot_vouch).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from patchbot.config import Config, SuiteConfig
 from patchbot.environments import MissingEnvironment
 from patchbot.results import SuiteResult
 from patchbot.sandbox import Ending, Limits, SandboxResult, SandboxSpec, run_sandboxed
+from patchbot.suite_health import FailedRun, breakage_of
 from patchbot.testreports import Outcome, ReportError, TestReport, parse_junit, parse_tap
 from patchbot.treefiles import TreePathRefused, folder_refusal, open_tree_file, remove_tree_file, tree_relative
 
 log = logging.getLogger(__name__)
 
-# Exit codes of a shell that could not run the command at all: the machine's problem.
+# Exit codes of a shell that could not run a command: the machine's problem when the base says
+# the same, the patch's when it removed the command (results.cannot_vouch).
 CANNOT_START = {126: "the command is not executable", 127: "the command was not found"}
 # Signals with which a whole sandbox is stopped from outside (patchbot's own kills are SIGKILL).
 STOPPED_FROM_OUTSIDE = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -140,30 +145,44 @@ def _result_of(suite: SuiteConfig, sandboxed: SandboxResult, report_path: tuple[
         return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"sandbox: {detail}")
     if sandboxed.ending is Ending.TIMEOUT:
         return SuiteResult(suite.name, Outcome.TIMEOUT, None, duration, detail or f"killed after {suite.timeout_s:.0f} s")
-    if sandboxed.exit_code in CANNOT_START:
-        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, CANNOT_START[sandboxed.exit_code])
     if sandboxed.exit_code is not None and -sandboxed.exit_code in STOPPED_FROM_OUTSIDE:
         # The sandbox itself got the signal: someone stopped the machine's work (a service
         # manager, an operator), which says nothing of the patch.
         name = signal.Signals(-sandboxed.exit_code).name
         return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"stopped from outside by {name}")
-    exit_note = f"exit code {sandboxed.exit_code}" if sandboxed.exit_code else ""
+    exit_code = sandboxed.exit_code
+    exit_note = f"exit code {exit_code}" if exit_code else ""
+    if exit_code in CANNOT_START:
+        exit_note = f"{CANNOT_START[exit_code]} (exit code {exit_code})"
     if sandboxed.ending is Ending.OUT_OF_MEMORY:
         exit_note = detail or "ran out of memory"
     elif sandboxed.ending is Ending.OUTPUT_LIMIT:
         exit_note = detail or "killed for writing too much output"
     if suite.format == "exit-code":
-        outcome = Outcome.PASS if sandboxed.exit_code == 0 else Outcome.FAIL
-        return SuiteResult(suite.name, outcome, None, duration, exit_note)
+        if exit_code == 0:
+            return SuiteResult(suite.name, Outcome.PASS, None, duration, exit_note, exit_code)
+        return _failed(suite, sandboxed, None, exit_note)
     try:
         report = _read_report(suite, sandboxed, report_path, inside)
     except ReportError as error:
-        if sandboxed.exit_code != 0:
+        if exit_code != 0:
             # No usable report and a failing exit: the suite broke before reporting.
-            return SuiteResult(suite.name, Outcome.FAIL, None, duration, "; ".join(filter(None, (exit_note, f"no test report: {error}"))))
-        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"no test report: {error}")
-    failing = report.failed > 0 or (sandboxed.exit_code != 0 and report.total == 0)
-    return SuiteResult(suite.name, Outcome.FAIL if failing else Outcome.PASS, report, duration, exit_note)
+            note = "; ".join(filter(None, (exit_note, f"no test report: {error}")))
+            return _failed(suite, sandboxed, None, note, str(error))
+        return SuiteResult(suite.name, Outcome.INFRA_ERROR, None, duration, f"no test report: {error}", exit_code)
+    # No test at all is never a pass, and a command that could not run fails whatever it reported:
+    # the base then tells whether the patch or the machine broke it.
+    if report.failed > 0 or report.total == 0 or exit_code in CANNOT_START:
+        return _failed(suite, sandboxed, report, exit_note)
+    return SuiteResult(suite.name, Outcome.PASS, report, duration, exit_note, exit_code)
+
+
+def _failed(suite: SuiteConfig, sandboxed: SandboxResult, report: TestReport | None, note: str,
+            report_error: str = "") -> SuiteResult:
+    """A failed run, with what in it shows a broken environment (suite_health), if anything."""
+    output = sandboxed.output.decode(errors="replace")
+    broken = breakage_of(FailedRun(suite.command, sandboxed.exit_code, output, report, report_error))
+    return SuiteResult(suite.name, Outcome.FAIL, report, sandboxed.duration_s, note, sandboxed.exit_code, broken)
 
 
 def _read_report(suite: SuiteConfig, sandboxed: SandboxResult, report_path: tuple[str, ...] | None, inside: Path) -> TestReport:

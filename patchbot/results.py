@@ -6,10 +6,24 @@ Suites without a per-test report count as one test named after the suite, and so
 that failed although its report shows no failing case (a crash after the tests, say).
 
 A suite's verdict: INFRA_ERROR when the tip run was the machine's failure (never the patch's)
-or the suite cannot vouch for the patch (it ran no test, or it is broken on the base: see
-cannot_vouch), TIMEOUT when it was killed, FAIL when it has new failures, PASS otherwise:
-pre-existing failures alone do not fail a patch, they are only listed. SKIPPED when the suite
-did not apply.
+or the suite cannot vouch for the patch, TIMEOUT when it was killed, FAIL when it has new
+failures, PASS otherwise: pre-existing failures alone do not fail a patch, they are only
+listed. SKIPPED when the suite did not apply.
+
+A suite cannot vouch ("cannot judge", an infrastructure state, never PASS) when its tip fails
+and the base run that would tell new failures from old ones is no judge (cannot_vouch):
+
+- the base could not be run at all (a sandbox error, an environment that would not build);
+- the base run is broken for the environment's reasons (patchbot.suite_health: an import
+  error, a pytest collection or usage error, a missing command or exit 126/127, no tests
+  found): any one of these in the base run is enough, however many tests passed, because
+  every test it touched fails at the tip too and would pass for "failing before";
+- most of the base's tests fail: none passes, or more fail than pass (skipped ones do not
+  count). A base with a few known failures (DNS offline: 22 of 321) still judges.
+
+A broken tip alone is the patch's: a patch that deletes a command the suite calls (exit 127 at
+the tip, a healthy base) is its FAIL. A tip that ran no test with no base to compare says
+"cannot judge: the suite ran no test".
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from patchbot.suite_health import Breakage
 from patchbot.testreports import FAILING, Outcome, TestReport
 
 # A series' summary outcome is the first of these that any suite has. A new failure is certain
@@ -37,6 +52,8 @@ class SuiteResult:
     report: TestReport | None  # None without a per-test report (exit-code suites, infra errors)
     duration_s: float
     detail: str = ""  # "killed after 600 s", "bwrap: ...", "exit code 2"
+    exit_code: int | None = None  # the suite command's; None when it never exited (or is not known)
+    broken: Breakage | None = None  # a failed run that shows its environment is broken (suite_health)
 
 
 @dataclass(frozen=True)
@@ -100,10 +117,11 @@ def compare_suite(tip: SuiteResult, base: SuiteResult | None, previous: SuiteRes
     base_failing = failing_tests(base) if _comparable(base) else ()
     previous_failing = failing_tests(previous) if _comparable(previous) else ()
     passing = passing_tests(tip)
-    new = _without(failing, base_failing)
+    unjudged = cannot_vouch(tip, base) if tip.outcome in _COMPARABLE else ""
+    new = () if unjudged else _without(failing, base_failing)  # no judge: nothing is known to be new
     return SuiteVerdict(
         suite=tip.suite,
-        outcome=_suite_outcome(tip, base, new),
+        outcome=_suite_outcome(tip, unjudged, new),
         passed=len(passing) if tip.report is None else tip.report.passed,
         failed=len(failing),
         skipped=tip.report.skipped if tip.report else 0,
@@ -114,7 +132,7 @@ def compare_suite(tip: SuiteResult, base: SuiteResult | None, previous: SuiteRes
         still_failing_since_previous=_within(failing, previous_failing),
         new_since_previous=_without(failing, previous_failing) if _comparable(previous) else (),
         duration_s=tip.duration_s,
-        detail=_detail(tip, base),
+        detail=_detail(tip, base, unjudged),
     )
 
 
@@ -142,44 +160,54 @@ def _comparable(run: SuiteResult | None) -> bool:
     return run is not None and run.outcome in _COMPARABLE
 
 
-def _suite_outcome(tip: SuiteResult, base: SuiteResult | None, new_failures: tuple[str, ...]) -> Outcome:
+def _suite_outcome(tip: SuiteResult, unjudged: str, new_failures: tuple[str, ...]) -> Outcome:
     if tip.outcome in (Outcome.INFRA_ERROR, Outcome.TIMEOUT, Outcome.SKIPPED):
         return tip.outcome
-    if cannot_vouch(tip, base):
+    if unjudged:
         return Outcome.INFRA_ERROR
     return Outcome.FAIL if new_failures else Outcome.PASS
 
 
 def cannot_vouch(tip: SuiteResult, base: SuiteResult | None) -> str:
-    """Why the suite cannot judge the patch, or "" when it can.
+    """Why the suite cannot judge the patch, or "" when it can (the rule: the module docstring).
 
-    A PASS must be earned: a suite whose report holds no test at all ran nothing (pytest that
-    collected nothing, a TAP script that died first), and a base run in which no test passes,
-    or more fail than pass, means the suite or its environment is broken there (an import
-    error, a missing command): every failure at the tip then looks "pre-existing" and a patch
-    that breaks the suite would pass (issue 12: a broken venv made 101 of 109 sharness tests
-    fail at base and tip, and a deliberate regression got PASS)."""
-    if tip.report is not None and tip.report.total == 0:
+    A PASS must be earned (issue 12: a broken venv made 101 of 109 sharness tests fail at base
+    and tip, and a deliberate regression got PASS, "failing before too")."""
+    if tip.report is not None and tip.report.total == 0 and (base is None or tip.outcome is Outcome.PASS):
         return "the suite ran no test"
-    if base is None or base.outcome is not Outcome.FAIL or not failing_tests(tip):
+    if base is None or not failing_tests(tip):
         return ""  # a tip that passes whole needs no base to vouch for it
-    failed = len(failing_tests(base))
-    passed = len(passing_tests(base))
+    if base.outcome is Outcome.INFRA_ERROR:
+        return "the base could not be run"
+    if base.outcome is not Outcome.FAIL:
+        return ""
+    why = base_broken(base)
+    return f"the suite is broken on the base ({why})" if why else ""
+
+
+def base_broken(base: SuiteResult) -> str:
+    """Why a failed base run is no judge, in our words, or "": its environment is broken, it
+    holds no test, or most of its tests fail."""
+    if base.broken is not None:
+        return str(base.broken)
+    if base.report is not None and base.report.total == 0:
+        return "no tests found"
+    failed, passed = len(failing_tests(base)), len(passing_tests(base))
     if passed == 0 or failed > passed:
-        return f"the suite is broken on the base ({failed} failing, {passed} passing there)"
+        return f"{failed} failing, {passed} passing there"
     return ""
 
 
-def _detail(tip: SuiteResult, base: SuiteResult | None) -> str:
-    """The tip's detail, plus why failures could not be compared when the base has no usable run."""
+def _detail(tip: SuiteResult, base: SuiteResult | None, unjudged: str) -> str:
+    """The tip's detail, what the base run said, and last, in our words only, why the suite
+    cannot judge (report.CANNOT_JUDGE shows the text from there on)."""
     notes = [tip.detail] if tip.detail else []
-    unjudged = cannot_vouch(tip, base) if tip.outcome in _COMPARABLE else ""
-    if unjudged:
-        notes.append(f"cannot judge: {unjudged}")  # report.CANNOT_JUDGE finds it
     if base is not None and base.outcome in (Outcome.INFRA_ERROR, Outcome.TIMEOUT) and failing_tests(tip):
-        reason = "timed out" if base.outcome is Outcome.TIMEOUT else "could not be run"
-        notes.append(f"the base {reason}, so every failure counts as new")
+        if base.outcome is Outcome.TIMEOUT:
+            notes.append("the base timed out, so every failure counts as new")
         notes.extend([f"base: {base.detail}"] if base.detail else [])
+    if unjudged:
+        notes.append(f"cannot judge: {unjudged}")
     return "; ".join(notes)
 
 

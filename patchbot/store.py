@@ -21,6 +21,7 @@ from patchbot.mail.diff import FileChange
 from patchbot.mail.trailers import Trailer
 from patchbot.pulls import PullRequest
 from patchbot.results import SuiteResult
+from patchbot.suite_health import Breakage, BreakageKind
 from patchbot.testreports import Outcome, TestCase, TestReport
 
 MIGRATIONS: tuple[str, ...] = (
@@ -258,6 +259,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE series ADD COLUMN pull_ref TEXT;
     ALTER TABLE series ADD COLUMN pull_tip TEXT;
     ALTER TABLE series ADD COLUMN pull_base TEXT
+    """,
+    # 13 -> 14: a test request whose runs the machine kept failing (infrastructure retries spent,
+    # issue 12 item 6) ends "given up": the list got one short reply, status keeps it as an error.
+    """
+    ALTER TABLE test_requests ADD COLUMN given_up_at TEXT
     """,
 )
 
@@ -944,13 +950,35 @@ class Store:
             "UPDATE test_requests SET claimed_until = ? WHERE id = ? AND claimed_by = ? AND done_at IS NULL",
             [(_iso(until), request_id, claimer) for request_id in request_ids])
 
-    def retry_test_request(self, request_id: int, claimer: str, error: str, next_attempt_at: datetime) -> None:
-        """A run that could not start (git, the repository): let go of it until `next_attempt_at`."""
-        self._db.execute(
+    def retry_test_request(self, request_id: int, claimer: str, error: str, next_attempt_at: datetime) -> bool:
+        """A run that could not start or could not judge (the machine's failure): let go of it until
+        `next_attempt_at`. False if `claimer` no longer holds it."""
+        cursor = self._db.execute(
             "UPDATE test_requests SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1,"
             " last_error = ?, next_attempt_at = ? WHERE id = ? AND claimed_by = ?",
             (error, _iso(next_attempt_at), request_id, claimer),
         )
+        return bool(cursor.rowcount)
+
+    def give_up_test_request(self, request_id: int, test_run_id: int | None, claimer: str, error: str) -> bool:
+        """Close a request whose infrastructure retries are spent, keeping its last error; False if
+        `claimer` no longer holds it."""
+        now = _iso(datetime.now(timezone.utc))
+        cursor = self._db.execute(
+            "UPDATE test_requests SET done_at = ?, given_up_at = ?, test_run_id = ?, attempts = attempts + 1,"
+            " last_error = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ? AND done_at IS NULL AND claimed_by = ?",
+            (now, now, test_run_id, error, request_id, claimer),
+        )
+        return bool(cursor.rowcount)
+
+    def given_up_test_requests(self) -> list[TestRequest]:
+        """Requests given up whose series has had no test request finished since: the operator's to see."""
+        rows = self._db.execute(
+            f"SELECT {_REQUEST_COLUMNS} FROM test_requests r WHERE given_up_at IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM test_requests later WHERE later.series_id = r.series_id AND later.number > r.number"
+            "  AND later.done_at IS NOT NULL AND later.given_up_at IS NULL) ORDER BY id"
+        ).fetchall()
+        return [_test_request(row) for row in rows]
 
     def finish_test_request(self, request_id: int, test_run_id: int | None, claimer: str | None = None) -> bool:
         """Close a request; with `claimer`, only while that claimer still holds it (False if not)."""
@@ -1206,17 +1234,18 @@ class TestRequest:
     claimed_by: str | None = None  # the worker running it, host:pid:start
     claimed_until: datetime | None = None
     started_at: datetime | None = None
-    attempts: int = 0  # runs that could not start
+    attempts: int = 0  # runs that could not start or could not judge (the machine's failures)
     last_error: str | None = None
     next_attempt_at: datetime | None = None
+    given_up_at: datetime | None = None  # infrastructure retries spent: answered "could not be tested"
 
 
 _REQUEST_COLUMNS = ("id, series_id, number, base_ref, reason, suite, claimed_by, claimed_until, started_at, attempts,"
-                    " last_error, next_attempt_at")
+                    " last_error, next_attempt_at, given_up_at")
 
 
 def _test_request(row: tuple) -> TestRequest:
-    return TestRequest(*row[:7], _moment(row[7]), _moment(row[8]), row[9], row[10], _moment(row[11]))
+    return TestRequest(*row[:7], _moment(row[7]), _moment(row[8]), row[9], row[10], _moment(row[11]), _moment(row[12]))
 
 
 @dataclass(frozen=True)
@@ -1269,8 +1298,9 @@ def _result_json(result: SuiteResult) -> dict:
     cases = None
     if result.report is not None:
         cases = [[case.name, case.outcome.value, case.message, case.detail] for case in result.report.cases]
+    broken = [result.broken.kind.value, result.broken.evidence] if result.broken else None
     return {"suite": result.suite, "outcome": result.outcome.value, "cases": cases,
-            "duration_s": result.duration_s, "detail": result.detail}
+            "duration_s": result.duration_s, "detail": result.detail, "exit_code": result.exit_code, "broken": broken}
 
 
 def _result_from(data: dict) -> SuiteResult:
@@ -1278,7 +1308,9 @@ def _result_from(data: dict) -> SuiteResult:
     if data["cases"] is not None:
         report = TestReport(tuple(TestCase(name, Outcome(outcome), message, detail)
                                   for name, outcome, message, detail in data["cases"]))
-    return SuiteResult(data["suite"], Outcome(data["outcome"]), report, data["duration_s"], data["detail"])
+    broken = Breakage(BreakageKind(data["broken"][0]), data["broken"][1]) if data.get("broken") else None
+    return SuiteResult(data["suite"], Outcome(data["outcome"]), report, data["duration_s"], data["detail"],
+                       data.get("exit_code"), broken)  # results kept before issue 12 item 4 have neither
 
 
 _MAIL_COLUMNS = (

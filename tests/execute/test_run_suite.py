@@ -50,10 +50,13 @@ def test_a_suite_whose_environment_is_not_set_up_is_an_infrastructure_error(work
     assert run.result.outcome is Outcome.INFRA_ERROR and run.result.detail == "environment env is not set up"
 
 
-def test_a_suite_that_cannot_start_is_an_infrastructure_error_retried_once(workspace):
+def test_a_suite_whose_command_is_not_found_fails_naming_the_missing_command(workspace):
+    """Issue 12 item 4: the patch's failure if it removed the command (the base is healthy), the
+    machine's if the base says the same (results.cannot_vouch): the run itself cannot tell."""
     run = run_suite(SuiteConfig("s", "no-such-test-runner --all", ("*",)), workspace)
-    assert run.result.outcome is Outcome.INFRA_ERROR and run.attempts == 2
-    assert run.result.detail == "the command was not found"
+    assert (run.result.outcome, run.result.exit_code, run.attempts) == (Outcome.FAIL, 127, 1)
+    assert run.result.detail == "the command was not found (exit code 127)"
+    assert str(run.result.broken) == "missing command: no-such-test-runner"
 
 
 def test_a_missing_report_after_a_clean_exit_is_an_infrastructure_error(workspace):

@@ -82,13 +82,15 @@ def test_without_a_base_run_every_failure_is_new():
     assert verdict.detail == ""
 
 
-def test_when_the_base_could_not_run_failures_are_new_and_the_detail_says_why():
+def test_when_the_base_could_not_run_the_suite_cannot_judge_and_the_detail_says_why():
+    """Issue 12 item 6: a base the machine could not run blames nothing on the patch; the run is
+    retried (pipeline), not answered with failures nobody compared."""
     base = run(INFRA_ERROR, detail="bwrap: Creating new namespace failed")
     verdict = compare_suite(run(FAIL, test_info=FAIL), base, None)
-    assert verdict.new_failures == ("test_info",)
-    assert verdict.outcome is FAIL
-    assert "the base could not be run" in verdict.detail
-    assert "bwrap: Creating new namespace failed" in verdict.detail
+    assert verdict.new_failures == ()
+    assert verdict.outcome is INFRA_ERROR
+    assert verdict.detail.endswith("cannot judge: the base could not be run")
+    assert "base: bwrap: Creating new namespace failed" in verdict.detail
 
 
 def test_when_the_base_timed_out_failures_are_new_and_the_detail_says_why():
