@@ -37,7 +37,10 @@ With `require_dkim = true` a command counts only when `verify(raw, sender)` says
 * Keys are fetched through `dnsfunc(name)` (name as dkimpy builds it, with a trailing dot:
   b"sel._domainkey.example.org."), returning the TXT record's bytes or None when there is
   none; by default dkimpy's own DNS lookup (dnspython). A missing, unreadable or too small
-  (< 1024 bits) key refuses the signature.
+  (< 1024 bits) key refuses the signature. Answers (and failures) are kept KEY_TTL_S seconds
+  per lookup function and name: filing an archive of thousands of signed mails from a few
+  providers asks DNS a few times, and a resolver that times out costs one timeout, not one
+  per mail (every patch mail is checked, see identity.signed_by_sender).
 * Nothing raises: dkimpy's exceptions (malformed headers, key or DNS failures), and those of
   `dnsfunc`, become ok=False with the reason.
 """
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +59,10 @@ from dkim.canonicalization import CanonicalizationPolicy
 from patchbot.mail.headers import address_of, addresses_of
 
 DnsLookup = Callable[[bytes], bytes | None]
+
+KEY_TTL_S = 300.0
+_MAX_KEYS = 4096
+_KEYS: dict[tuple[DnsLookup, bytes], tuple[float, bytes | None | Exception]] = {}
 
 _BYTES_REPR = re.compile(r"\bb'([^']*)'")
 # dkimpy logs what it then reports as False or raises; the reasons here carry the same facts.
@@ -161,7 +169,7 @@ def _check_one(raw: bytes, index: int, sender_domain: str, lookup: DnsLookup, co
     name = fields[b"s"] + b"._domainkey." + fields[b"d"] + b"."  # as dkimpy builds it
     shown_name = name.rstrip(b".").decode("ascii", "replace")
     try:
-        record = lookup(name)
+        record = _kept_lookup(lookup, name)
     except Exception as error:  # noqa: BLE001 - DNS errors of any resolver
         return DkimResult(False, f"cannot fetch the key: {shown_name}: {_describe(error)}")
     if not record:
@@ -259,6 +267,23 @@ def _ascii_domain(domain: str) -> str:
         return domain.encode("idna").decode("ascii")
     except UnicodeError:
         return domain
+
+
+def _kept_lookup(lookup: DnsLookup, name: bytes) -> bytes | None:
+    """`lookup(name)`, answered from what it gave (or raised) within KEY_TTL_S seconds."""
+    now = time.monotonic()
+    kept = _KEYS.get((lookup, name))
+    if kept is None or now - kept[0] >= KEY_TTL_S:
+        try:
+            found: bytes | None | Exception = lookup(name)
+        except Exception as error:  # noqa: BLE001 - kept, then raised again to the caller
+            found = error
+        if len(_KEYS) >= _MAX_KEYS:
+            _KEYS.clear()
+        kept = _KEYS[(lookup, name)] = (now, found)
+    if isinstance(kept[1], Exception):
+        raise kept[1]
+    return kept[1]
 
 
 def _dns_lookup(name: bytes) -> bytes | None:

@@ -365,3 +365,24 @@ def test_an_extra_header_to_cover_can_be_asked_for(key_pairs, keys):
     signed = sign(mail(extra="X-Original-From: Maint <maint@example.org>\n"), key_pairs["author"][0])
     result = verify(signed, SENDER, dnsfunc=keys, covering=("from", "x-original-from"))
     assert result.reason.startswith("signature of example.org does not cover X-Original-From")
+
+
+def test_a_key_is_asked_of_dns_once_for_many_mails(key_pairs, keys):
+    """Filing an archive checks every signed patch mail: one provider's key is fetched once."""
+    for number in range(5):
+        signed = sign(mail(extra=f"X-Serial: {number}\n"), key_pairs["author"][0])
+        assert verify(signed, SENDER, dnsfunc=keys).ok
+    assert keys.asked == [b"s1._domainkey.example.org."]
+
+
+def test_a_dns_failure_is_kept_too_so_a_dead_resolver_costs_one_timeout(key_pairs):
+    asked = []
+
+    def timing_out(name: bytes) -> bytes | None:
+        asked.append(name)
+        raise dkim.DnsTimeoutError("no answer in 5 s")
+
+    signed = sign(mail(), key_pairs["author"][0])
+    results = [verify(signed, SENDER, dnsfunc=timing_out) for _ in range(3)]
+    assert [result.ok for result in results] == [False] * 3
+    assert "DnsTimeoutError" in results[0].reason and len(asked) == 1
