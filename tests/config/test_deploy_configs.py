@@ -52,6 +52,12 @@ def test_aurweb_pytest_runs_wherever_test_files_exist_without_conftest():
     assert "pytest" not in _suites(["aurweb/rpc.py"], MASTER_2021 | {"test/conftest.py", "test/README.md"})
 
 
+def test_aurweb_dependency_files_run_the_python_suites():
+    # 512ba023 (2022-11-23) changed only these two and broke the route tests 1216399d fixed.
+    assert _suites(["poetry.lock", "pyproject.toml"], PU_2021) == ["sharness", "pytest", "smoke"]
+    assert _suites(["pytest.ini"], PU_2021) == ["sharness", "pytest", "smoke"]
+
+
 def test_aurweb_php_suites_end_with_the_php_files():
     assert _suites(["web/html/index.php", "aurweb/rpc.py"], PYTHON_ONLY_2023) == ["sharness", "pytest"]
     assert "php-lint" in _suites(["web/lib/aur.inc.php"], {"web/lib/aur.inc.php"})  # any PHP file under web/
