@@ -145,6 +145,10 @@ class ServeConfig:
     lease_s: float = 600.0  # a job whose worker stops renewing is taken over after this long
     drain_s: float = 3600.0  # on SIGTERM, running tests get this long to finish
     store_grace_s: float = 300.0  # a database that cannot be written this long ends serve (exit 75)
+    # A test the machine failed (could not start, could not judge) is tried again this many
+    # times, after retry_base seconds, doubling; then the list hears once that it was not tested.
+    infra_retries: int = 6
+    retry_base_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -507,7 +511,11 @@ def _serve(table: _Table) -> ServeConfig:
         poll_s=table.positive("poll", float, 30.0), lease_s=table.positive("lease", float, 600.0),
         drain_s=table.positive("drain", float, 3600.0),
         store_grace_s=table.positive("store_grace", float, ServeConfig.store_grace_s),
+        infra_retries=table.get("infra_retries", int, ServeConfig.infra_retries),
+        retry_base_s=table.positive("retry_base", float, ServeConfig.retry_base_s),
     )
+    if serve.infra_retries < 0:
+        raise ConfigError("serve.infra_retries", "must be 0 or more")
     table.done()
     return serve
 

@@ -21,12 +21,14 @@ from patchbot.intake import Status, file_new_mails
 from patchbot.loops import reason_not_to_answer
 from patchbot.outbox import Delivery, enqueue, send_due
 from patchbot.report import result_reply, superseded_reply
+from patchbot.report_not_tested import not_tested_reply
 from patchbot.store import SeriesRecord, Store, TestRequest, is_machine_fault
-from patchbot.testrun import TestRunError, keep_test_run, run_test
+from patchbot.testrun import TestRun, TestRunError, keep_test_run, run_test
 
 log = logging.getLogger(__name__)
 
-# A test that could not start (the repository unreachable, say) waits this long, doubling.
+# A test the machine failed waits `[serve] retry_base` seconds, doubling, at most MAX_RETRY_S; one
+# whose run raised (a bug, a full disk) waits RETRY_BASE_S, doubling, and is retried for ever.
 RETRY_BASE_S = 60
 MAX_RETRY_S = 3600
 
@@ -112,7 +114,7 @@ class Tested:
     """What came of one claimed test request."""
 
     request: TestRequest
-    outcome: str  # tested | dropped | could not run | claim lost
+    outcome: str  # tested | dropped | could not run (retried later) | not tested (retries spent)
     detail: str = ""
 
 
@@ -121,7 +123,8 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
     """Test one claimed request, and keep its run, its reply and its end in one transaction.
 
     A crash before that commit leaves the request claimed by a dead process: it is run again,
-    and nothing of the first attempt was kept. A run that cannot start waits and is retried."""
+    and nothing of the first attempt was kept. A run the machine failed is not answered but
+    retried (machine_failed)."""
     series = store.series(request.series_id)
     if series.ignored:  # the acknowledgement of "ignore" said so: nothing more to send
         with store.transaction():
@@ -137,16 +140,14 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
         return Tested(request, "dropped", "superseded")
     log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
     try:
-        run = run_test(store, config, series.id, work=work, hidden=hidden,
-                       base_ref=request.base_ref, only_suite=request.suite, fresh_base=request.number > 1)
+        # A retry runs the base again, like a retest: the base run that could not judge may be the
+        # very thing the machine got wrong.
+        run = run_test(store, config, series.id, work=work, hidden=hidden, base_ref=request.base_ref,
+                       only_suite=request.suite, fresh_base=request.number > 1 or request.attempts > 0)
     except (GitError, TestRunError) as error:
-        delay = min(RETRY_BASE_S * 2 ** request.attempts, MAX_RETRY_S)
-        log.error("series %d: could not be tested (attempt %d, next in %d s): %s",
-                  series.id, request.attempts + 1, delay, error)
-        with store.transaction():
-            store.retry_test_request(request.id, claimer, str(error),
-                                     datetime.now(timezone.utc) + timedelta(seconds=delay))
-        return Tested(request, "could not run", str(error))
+        return machine_failed(store, config, series, request, claimer, None, str(error))
+    if run.verdict is not None and run.verdict.infra_errors:
+        return machine_failed(store, config, series, request, claimer, run, _infra_error_text(run))
     with store.transaction():
         run_id = keep_test_run(store, run)
         if not store.finish_test_request(request.id, run_id, claimer):
@@ -159,6 +160,46 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
     return Tested(request, "tested", run.summary()["outcome"])
 
 
+def machine_failed(store: Store, config: Config, series: SeriesRecord, request: TestRequest, claimer: str,
+                   run: TestRun | None, error: str) -> Tested:
+    """A test the machine failed: it could not start (`run` None: git, the repository), or a suite
+    could not run or cannot judge (issue 12 item 6). The list hears nothing: the run is kept for
+    `status` and `series show`, and the request waits `[serve] retry_base` seconds, doubling.
+    Once `[serve] infra_retries` retries are spent, the request ends given up, with one short
+    reply that the series could not be tested, enqueued in the same transaction."""
+    attempt = request.attempts + 1
+    spent = request.attempts >= config.serve.infra_retries
+    delay = retry_delay(config.serve.retry_base_s, request.attempts)
+    with store.transaction():
+        run_id = keep_test_run(store, run) if run is not None else None
+        if spent:
+            if not store.give_up_test_request(request.id, run_id, claimer, error):
+                raise _ClaimLost(request.id)
+            stored = store.test_run(run_id) if run_id is not None else None
+            enqueue(store, config, not_tested_reply(store, config, series, stored, request.number, attempt))
+        elif not store.retry_test_request(request.id, claimer, error,
+                                          datetime.now(timezone.utc) + timedelta(seconds=delay)):
+            raise _ClaimLost(request.id)
+    if spent:
+        log.error("series %d v%d: not tested, the machine failed %d times; the list is told once: %s",
+                  series.id, series.version, attempt, error)
+        return Tested(request, "not tested", error)
+    log.error("series %d v%d: the machine failed (attempt %d of %d, next in %.1f s): %s",
+              series.id, series.version, attempt, config.serve.infra_retries + 1, delay, error)
+    return Tested(request, "could not run", error)
+
+
+def retry_delay(base_s: float, attempts: int) -> float:
+    """The wait before the next try of a request that failed `attempts` times: doubling, capped."""
+    return min(base_s * 2 ** attempts, MAX_RETRY_S)
+
+
+def _infra_error_text(run: TestRun) -> str:
+    """For the operator: every suite the machine failed, with its whole detail."""
+    return "; ".join(f"{verdict.suite}: {verdict.detail or 'infrastructure error'}"
+                     for verdict in run.verdict.suites if verdict.suite in run.verdict.infra_errors)
+
+
 class _ClaimLost(Exception):
     pass
 
@@ -167,7 +208,7 @@ def release_after_error(store: Store, request: TestRequest, error: BaseException
     """A run that raised goes back to the queue, tried again after a wait that doubles with each
     attempt. If the store cannot take even that, the claim lapses with its lease (only running
     tests' leases are renewed) and another worker takes the request."""
-    delay = min(RETRY_BASE_S * 2 ** request.attempts, MAX_RETRY_S)
+    delay = retry_delay(RETRY_BASE_S, request.attempts)
     try:
         with store.transaction():
             store.retry_test_request(request.id, claimer, f"{type(error).__name__}: {error}",
@@ -195,8 +236,8 @@ def run_tests(context: Context) -> None:
             if is_machine_fault(error):
                 raise  # the next claims would meet the same disk
             continue
-        context.count({"tested": "series tested", "dropped": "tests dropped",
-                       "could not run": "tests that could not run"}[tested.outcome])
+        context.count({"tested": "series tested", "dropped": "tests dropped", "could not run": "tests that could not run",
+                       "not tested": "series not tested"}[tested.outcome])
 
 
 def handle_commands(context: Context) -> None:

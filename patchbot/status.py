@@ -22,7 +22,8 @@ class QueueStatus:
     failed_mails: tuple[FailedMail, ...]  # set aside: their handling raised (`patchbot requeue`)
     running: tuple[TestRequest, ...]  # claimed by a live worker
     waiting: tuple[TestRequest, ...]  # to be claimed (due now)
-    retrying: tuple[TestRequest, ...]  # could not start; due later
+    retrying: tuple[TestRequest, ...]  # the machine failed it (could not start, run or judge); due later
+    given_up: tuple[TestRequest, ...]  # retries spent, the list told it was not tested: the operator's error
     outbox: dict[str, int]  # pending, retrying, held, sent, failed
     unsent_replies: tuple[OutboxItem, ...]  # held past the retry window, or refused: the operator's to see
     events: tuple[tuple[datetime, str, str], ...]  # newest first
@@ -46,6 +47,7 @@ def status_of(store: Store, now: datetime) -> QueueStatus:
         unfiled_mails=store.count_mails().get("new", 0),
         failed_mails=tuple(store.failed_mails()),
         running=tuple(running), waiting=tuple(waiting), retrying=tuple(retrying),
+        given_up=tuple(store.given_up_test_requests()),
         outbox=store.outbox_counts(),
         unsent_replies=tuple(sorted(store.replies("held") + store.replies("failed"), key=lambda item: item.id)),
         events=tuple(store.service_events(RECENT_EVENTS)),
@@ -59,6 +61,7 @@ def _request_object(request: TestRequest) -> dict:
         "started_at": request.started_at.isoformat() if request.started_at else None,
         "attempts": request.attempts, "last_error": request.last_error,
         "next_attempt_at": request.next_attempt_at.isoformat() if request.next_attempt_at else None,
+        "given_up_at": request.given_up_at.isoformat() if request.given_up_at else None,
     }
 
 
@@ -90,7 +93,8 @@ def status_object(status: QueueStatus) -> dict:
             for mail in status.failed_mails
         ],
         "tests": {name: [_request_object(request) for request in requests] for name, requests in
-                  (("running", status.running), ("waiting", status.waiting), ("retrying", status.retrying))},
+                  (("running", status.running), ("waiting", status.waiting), ("retrying", status.retrying),
+                   ("given_up", status.given_up))},
         "outbox": status.outbox,
         "outbox_alerts": [_alert_object(item) for item in status.unsent_replies],
         "recent_errors": [{"at": at.isoformat(), "level": level, "message": message}
