@@ -31,6 +31,8 @@ def series_object(series: SeriesRecord) -> dict:
         "obsolete": series.obsolete,
         "supersedes": series.supersedes_id,
         "based_on": list(series.based_on),
+        "kind": series.kind,
+        "pull": asdict(series.pull) if series.pull else None,  # url, ref, and the tip and base its mail announced
         "extra_patches": list(series.extra_patches),
         "version_mismatches": [{"number": slot.number, "version": slot.version} for slot in series.version_mismatches],
         "patches": [
