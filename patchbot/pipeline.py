@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from patchbot.apply import GitError
+from patchbot.audience import addressed_result, addressed_superseded
 from patchbot.claims import CLAIMER, claimer_alive
 from patchbot.commands.handle import handle_new_commands
 from patchbot.config import Config
@@ -134,8 +135,10 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
     if series.obsolete:  # every version is answered once: this one with why it was not tested
         with store.transaction():
             if store.finish_test_request(request.id, None, claimer):
-                enqueue(store, config, superseded_reply(store, config, series, store.newer_version(series.id),
-                                                        request.number))
+                note = addressed_superseded(config, series, superseded_reply(
+                    store, config, series, store.newer_version(series.id), request.number))
+                if note is not None:  # [reply] results: who hears it (patchbot.audience)
+                    enqueue(store, config, note)
         log.info("series %d v%d: superseded before it was tested", series.id, series.version)
         return Tested(request, "dropped", "superseded")
     log.info("series %d v%d: testing (%s)", series.id, series.version, request.reason)
@@ -153,10 +156,12 @@ def test_requested(store: Store, config: Config, work: Path, hidden: tuple[Path,
         if not store.finish_test_request(request.id, run_id, claimer):
             # Our lease lapsed and another worker took the request: its result counts.
             raise _ClaimLost(request.id)
-        reply = result_reply(store, config, series, store.test_run(run_id), request.number)
-        queued = enqueue(store, config, reply)
+        stored = store.test_run(run_id)
+        reply = addressed_result(store, config, series, stored, request,  # [reply]: who hears it, if anyone
+                                 result_reply(store, config, series, stored, request.number))
+        queued = reply is not None and enqueue(store, config, reply)
     log.info("series %d v%d: %s; reply %s", series.id, series.version, run.summary()["outcome"],
-             "queued" if queued else "was queued already")
+             "queued" if queued else "not mailed ([reply] results)" if reply is None else "was queued already")
     return Tested(request, "tested", run.summary()["outcome"])
 
 

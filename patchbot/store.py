@@ -875,6 +875,22 @@ class Store:
             return None
         return next(run for run in self._test_runs(row[0]) if run.id == run_id)
 
+    def summaries_before(self, series_id: int, run_id: int | None = None) -> list[dict]:
+        """The summaries of a series' test runs (those before run `run_id`, when given), newest first."""
+        rows = self._db.execute(
+            "SELECT summary FROM test_runs WHERE series_id = ? AND id < ? ORDER BY id DESC",
+            (series_id, run_id if run_id is not None else 2**62),
+        ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def author_tested_before(self, author: str, series_id: int) -> bool:
+        """Whether a series filed before this one (a lower id) by the same address has a test run."""
+        row = self._db.execute(
+            "SELECT 1 FROM series s JOIN test_runs r ON r.series_id = s.id"
+            " WHERE lower(s.author) = lower(?) AND s.id < ? LIMIT 1", (author, series_id),
+        ).fetchone()
+        return row is not None
+
     def _test_runs(self, series_id: int) -> list[StoredTestRun]:
         rows = self._db.execute(
             "SELECT id, series_id, started_at, finished_at, summary, tip_results FROM test_runs"

@@ -15,6 +15,7 @@ from email.parser import BytesParser
 from email.policy import compat32
 from pathlib import Path
 
+from patchbot.audience import command_audience
 from patchbot.commands import CommandContext, CommandOutcome, Status, all_commands
 from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, Decision, authorize
 from patchbot.commands.identity import freshness_refusal, identify
@@ -75,9 +76,10 @@ def handle_mail(store: Store, config: Config, work: Path, mail: MailRecord) -> C
                                       for role, holds in ROLES)
     stored = {"commands": [[line.line, outcome.status.value, outcome.rule, outcome.text]
                            for line, outcome in zip(lines, outcomes)]}
+    done = frozenset(line.verb for line, outcome in zip(lines, outcomes) if outcome.status is Status.DONE)
     with store.transaction():
         body = _acknowledgement(store, config, series, mail, lines, outcomes, trusted)
-        _finish(store, config, mail, stored, body)
+        _finish(store, config, mail, stored, body, done)
     counts = Counter(f"commands {outcome.status.value}" for outcome in outcomes)
     counts["acknowledgements queued"] += body is not None
     return counts
@@ -135,31 +137,30 @@ def _acknowledgement(store, config, series, mail, lines, outcomes, trusted) -> s
                   ignored=sections[Status.IGNORED])
 
 
-def _finish(store: Store, config: Config, mail: MailRecord, stored: object, body: str | None) -> None:
+def _finish(store: Store, config: Config, mail: MailRecord, stored: object, body: str | None,
+            done: frozenset[str] = frozenset()) -> None:
     with store.transaction():
         store.finish_command_mail(mail.id, stored)
         if body is not None:
-            enqueue(store, config, command_reply(store, config, mail, body))
+            enqueue(store, config, command_reply(store, config, mail, body, done))
 
 
-def command_reply(store: Store, config: Config, mail: MailRecord, body: str) -> Reply:
-    """The acknowledgement of a command mail: under it in the thread, To the list, Cc its sender."""
+def command_reply(store: Store, config: Config, mail: MailRecord, body: str, done: frozenset[str] = frozenset()) -> Reply:
+    """The answer to a command mail, under it in the thread: To its sender, Cc the list when a
+    verb `done` changes what the list sees (audience.command_audience)."""
     series = store.series(mail.series_id)
     head = BytesParser(policy=compat32).parsebytes(store.raw_mail(mail.id), headersonly=True)
     references = message_ids_in(head.get("References", "")) or ((mail.facts.in_reply_to,) if mail.facts.in_reply_to else ())
     commander = formatted_address(mail.facts.sender_name, mail.facts.sender)  # never raises on "jörg@..." (RFC 6532)
-    if config.mail.list_address is None:
-        to, cc = (commander,), ()
-    else:
-        to, cc = (config.mail.list_address,), (commander,)
+    audience = command_audience(config.mail.list_address, commander, done)
     return Reply(
         key=f"command/{mail.message_id}",
         series_id=series.id,
         subject=reply_subject(mail.facts.subject or series.title),
         in_reply_to=mail.message_id,
         references=(*[ref for ref in references if ref != mail.message_id], mail.message_id),
-        to=to,
-        cc=cc,
+        to=audience.to,
+        cc=audience.cc,
         body=body,
         series_tag=f"{series.id}/v{series.version}",
     )
