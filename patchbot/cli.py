@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache_clear.set_defaults(run=cmd_cache_clear)
 
     series_parser = commands.add_parser(
-        "series", parents=[shared], help="list and show patch series",
+        "series", parents=[shared], help="list, show and export patch series",
         description="A series is one version of a set of patches (with its cover letter, if "
         "any). A re-roll is a new series that supersedes the previous version, which becomes "
         "obsolete.",
@@ -159,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     series_show.add_argument("series_id", type=int, metavar="ID")
     series_show.add_argument("--json", action="store_true", help="print JSON")
     series_show.set_defaults(run=cmd_series_show)
+    series_mbox = series_commands.add_parser(
+        "mbox", parents=[shared], help="write a series as an mbox that git am applies, with its review trailers",
+        description="Write the series' patches in order (no cover letter) as an mboxrd file, each with "
+        "the Reviewed-by, Acked-by and Tested-by trailers its thread gave (as `patchbot: apply` adds "
+        "them). Apply it with `git am --patch-format=mboxrd`, which undoes the quoting of From lines.")
+    series_mbox.add_argument("series_id", type=int, metavar="ID")
+    series_mbox.add_argument("--version", type=int, metavar="N", help="version N of that series instead")
+    series_mbox.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
+    series_mbox.set_defaults(run=cmd_series_mbox)
 
     test_parser = commands.add_parser(
         "test", parents=[shared], help="apply a stored series and run the suites of the stacks it touches",
@@ -464,6 +473,31 @@ def cmd_series_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_series_mbox(args: argparse.Namespace) -> int:
+    from patchbot.render import render
+    from patchbot.safe_text import one_line
+    from patchbot.series_mbox import series_mbox, version_of
+
+    config = load_config(args.config)
+    store = Store(db_path(args, config))
+    series = store.series(args.series_id)
+    if series is None:
+        raise NotFound(f"no series {args.series_id} (see: patchbot series list)")
+    if args.version is not None and (series := version_of(store, series, args.version)) is None:
+        raise NotFound(f"series {args.series_id} has no version {args.version} (see: patchbot series list)")
+    written = series_mbox(store, config, series)
+    if args.output is None:
+        sys.stdout.buffer.write(written.data)
+        sys.stdout.flush()
+    else:
+        args.output.write_bytes(written.data)
+    sys.stderr.write(render("cli/series-mbox.txt", id=series.id, version=series.version, title=one_line(series.title),
+                            patches=len(written.patches), missing=", ".join(map(str, written.missing)),
+                            trailers=written.trailers, untouched=", ".join(map(str, written.untouched)),
+                            target=args.output or "FILE"))
+    return EXIT_OK
+
+
 def cmd_message_show(args: argparse.Namespace) -> int:
     from patchbot.show import mail_object, mail_text
 
@@ -489,7 +523,7 @@ def anchor_paths(args: argparse.Namespace) -> argparse.Namespace:
     """Make the paths given on the command line absolute, against the folder patchbot was started
     in: later steps run git in other folders, and a relative --db once put the work folder
     ("<db folder>/work") relative to wherever git ran ("not a git repository", blamed on the patch)."""
-    for name in ("db", "config", "keep"):
+    for name in ("db", "config", "keep", "output"):
         if isinstance(value := getattr(args, name, None), Path):
             setattr(args, name, Path.cwd() / value.expanduser())
     if getattr(args, "repo", None):
