@@ -20,9 +20,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from outbox_support import aurweb_repo  # noqa: F401 - a module-scoped fixture: the sample repository
 from outbox_support import Bot, Handler, cli_ok, parse, sample_mails, smtp_server, write_config
 
+from patchbot.config import ConfigError, load_config
 from patchbot.sample import build_sample_repo
 from patchbot.status import status_of, status_text
 
@@ -152,3 +155,16 @@ def test_a_repository_that_cannot_be_read_is_retried_on_the_same_budget_then_ans
             assert "ERROR    series 1 not tested" in status(bot)
         finally:
             bot.close()
+
+
+def test_the_retry_settings_are_checked_naming_the_key(tmp_path):
+    config = tmp_path / "patchbot.toml"
+    for text, key, message in (("infra_retries = -1", "serve.infra_retries", "must be 0 or more"),
+                               ('infra_retries = "4"', "serve.infra_retries", "must be a int, not str"),
+                               ("retry_base = 0", "serve.retry_base", "must be greater than 0")):
+        config.write_text(f"[serve]\n{text}\n")
+        with pytest.raises(ConfigError) as raised:
+            load_config(config)
+        assert (raised.value.key, raised.value.message) == (key, message)
+    config.write_text("[serve]\ninfra_retries = 0\n")
+    assert load_config(config).serve.infra_retries == 0  # the first failure is answered
