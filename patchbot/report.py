@@ -193,6 +193,11 @@ def result_context(config: Config, series: SeriesRecord, run: StoredTestRun) -> 
 
 def _headline(series: SeriesRecord, summary: dict, base: str) -> str:
     who = f"v{series.version} of this series" if series.total and series.total > 1 or series.version > 1 else "This patch"
+    if pull := summary.get("pull"):  # pulls.py: fetched and merged, not applied
+        who = f"v{series.version} of this pull request" if series.version > 1 else "This pull request"
+        if pull["not_tested"] or not summary["applied"]:
+            why = one_line(pull["not_tested"], NAME_WIDTH) if pull["not_tested"] else f"it conflicts with {base}"
+            return f"{who} was not tested: {why}."
     if not summary["applied"]:
         which = "the series it is based on" if summary["prerequisite_failed"] else f"patch {summary['failed_patch']}/{summary['failed_total']}"
         return f"{who} did not apply on {base}: {which} failed."
@@ -202,7 +207,7 @@ def _headline(series: SeriesRecord, summary: dict, base: str) -> str:
     timed_out = [suite["name"] for suite in suites if suite["status"] == "timeout"]
     infra = [suite["name"] for suite in suites if suite["status"] == "infra-error"]
     waiting_for_trust = [suite["name"] for suite in suites if suite["status"] == "skipped" and NEEDS_TRUST in suite["detail"]]
-    start = f"{who} applied cleanly on {base} and was tested"
+    start = f"{who} {'merged' if pull else 'applied'} cleanly on {base} and was tested"
     if not suites:
         return f"{start}, but it touches no code that a suite covers."
     parts = []
@@ -355,12 +360,16 @@ def _log_hint(config: Config, run: StoredTestRun, suites: list[dict]) -> str:
 
 
 def _reproduce(summary: dict) -> list[str]:
+    pull = summary.get("pull")
+    if pull and pull["not_tested"]:
+        return []
+    apply = one_line(f"git pull --no-ff {pull['url']} {pull['ref'] or 'HEAD'}", NAME_WIDTH) if pull else "git am -3 < the-series.mbox"
     if not summary["applied"]:
-        return [f"git checkout {summary['base'][:12]}", "git am -3 < the-series.mbox"]
+        return [f"git checkout {summary['base'][:12]}", apply]
     failing = [suite for suite in summary["suites"] if suite["status"] != "pass"]
     if not failing:
         return []
-    return [f"git checkout {summary['base'][:12]}", "git am -3 < the-series.mbox",
+    return [f"git checkout {summary['base'][:12]}", apply,
             *(one_line(suite["command"]) for suite in failing)]
 
 

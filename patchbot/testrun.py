@@ -13,7 +13,7 @@ import email
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.policy import default
 from pathlib import Path
@@ -26,6 +26,7 @@ from patchbot.config import Config, RepositoryConfig, SuiteConfig
 from patchbot.environments import RULE_VERSION, EnvironmentNote, RunEnvironments
 from patchbot.execute import SuiteRun, Workspace, run_suites
 from patchbot.mail.subject import parse_subject
+from patchbot.pulls import Pulled, apply_pull
 from patchbot.results import SuiteResult, Verdict, compare
 from patchbot.store import SeriesRecord, Store
 from patchbot.suites import SuitePlan, plan_suites
@@ -63,6 +64,7 @@ class TestRun:
     verdict: Verdict | None
     started_at: datetime
     environments: tuple[EnvironmentNote, ...] = ()  # those the tip's suites used
+    pull: Pulled | None = None  # a pull request's fetch and merge (applied is its merge)
 
     def summary(self) -> dict:
         """The JSON object `patchbot test --json` prints and the store keeps."""
@@ -71,6 +73,8 @@ class TestRun:
         return {
             "series": self.series.id,
             "version": self.series.version,
+            "kind": self.series.kind,
+            "pull": self.pull.as_json(self.series.pull) if self.pull else None,
             "applied": applied.ok,
             "failed_patch": applied.failed_patch,
             "failed_total": applied.failed_total,
@@ -173,8 +177,8 @@ def run_test(
     series = store.series(series_id)
     if series is None:
         raise TestRunError(f"no series {series_id}")
-    patches = _patch_mails(store, series)
-    if not patches:
+    patches = _patch_mails(store, series) if series.pull is None else []  # a pull's own patches are its record
+    if not patches and series.pull is None:
         raise TestRunError(f"series {series_id} has no patches yet")
     if not series.complete:
         log.warning("series %d is incomplete (has %s of %s): testing the patches it has",
@@ -184,16 +188,26 @@ def run_test(
     mirror = ensure_mirror(repository.url, work / "mirrors")
     worktrees = work / "worktrees"
     fetch(mirror)
-    base = choose_base(store, mirror, repository, _hints(store, series), base_ref)
-    applied = apply_series(mirror, base, patches, worktrees)
+    pulled = None
+    if series.pull is not None:
+        # The base its mail announced, if reviewed history holds it (looked up before the pull's own
+        # commits are fetched): else the default branch.
+        announced = series.pull.base if series.pull.base and on_branches(mirror, series.pull.base,
+                                                                         reviewed_branches(repository)) else None
+        base = choose_base(store, mirror, repository, BaseHints(None, announced, ()), base_ref)
+        pulled = apply_pull(mirror, base, series.pull, series.id, repository, worktrees)
+        applied = pulled.applied
+    else:
+        base = choose_base(store, mirror, repository, _hints(store, series), base_ref)
+        applied = apply_series(mirror, base, patches, worktrees)
     run = TestRun(series, applied, None, (), {}, None, started)
     if applied.ok:
         try:
             run = _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite,
-                              fresh_base)
+                              fresh_base, pulled.paths if pulled else None)
         finally:
             remove_worktree(mirror, applied.worktree)
-    return run
+    return replace(run, pull=pulled)
 
 
 def clean_up_after_crash(config: Config, work: Path, repository_url: str | None = None) -> int:
@@ -206,7 +220,7 @@ def clean_up_after_crash(config: Config, work: Path, repository_url: str | None 
 def _repository(config: Config, repository_url: str | None) -> RepositoryConfig:
     if repository_url:
         default = config.repository or RepositoryConfig(url=repository_url)
-        return RepositoryConfig(repository_url, default.default_branch, default.branches, default.tag_branches)
+        return replace(default, url=repository_url, push_url=None)
     if config.repository is None:
         raise TestRunError("no repository: set [repository] url in the config, or give --repo PATH")
     return config.repository
@@ -263,8 +277,9 @@ def reviewed_branches(repository: RepositoryConfig) -> list[str]:
 
 
 def _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite=None,
-                fresh_base=False) -> TestRun:
-    paths = _paths_touched(store, series)
+                fresh_base=False, paths=None) -> TestRun:
+    """`paths`: what the series changes, where its mails do not say it (a pull request's base...tip)."""
+    paths = _paths_touched(store, series) if paths is None else list(paths)
     required = sorted({path for suite in config.suites.values() for path in suite.requires})
     present = paths_in_tree(mirror, applied.base_commit, required)
     plan = plan_suites(paths, config, present.__contains__)

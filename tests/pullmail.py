@@ -14,6 +14,7 @@ from pathlib import Path
 from gitmail import START, Mail, _split_format_patch
 
 PULL_GIT = ["git", "-c", "user.name=Alice Maintainer", "-c", "user.email=alice@example.org"]
+SENDER = "Alice Maintainer <alice@example.org>"
 
 
 def request_pull(source: Path, since: str, url: str, ref: str) -> str:
@@ -22,7 +23,7 @@ def request_pull(source: Path, since: str, url: str, ref: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def pull_mail(body: str, subject: str, message_id: str, sender: str = "Alice Maintainer <alice@example.org>",
+def pull_mail(body: str, subject: str, message_id: str, sender: str = SENDER,
               date: datetime = START, in_reply_to: str | None = None) -> bytes:
     """A mail whose body is a request-pull text (or anything a maintainer wrote above it)."""
     headers = [("From", sender), ("To", "aur-dev@lists.archlinux.org"), ("Subject", subject),
@@ -44,6 +45,9 @@ def qemu_pull(source: Path, since: str, url: str, ref: str, title: str, tag: str
                                                text=True).stdout)
     text = request_pull(source, since, url, ref)
     for index, mail in enumerate(mails):
+        if mail.header("From") != SENDER:  # git send-email: the sender in From, the author in the body
+            mail.body = f"From: {mail.header('From')}\n\n{mail.body}"
+            mail.set("From", SENDER)
         # format-patch makes ids from the current second: made unique per pull with `tag`.
         mail.headers = [(key, re.sub(r"\.\d+\.git\.", f".{tag}.git.", value)) for key, value in mail.headers]
         mail.set("Date", email.utils.format_datetime(date + timedelta(seconds=index)))
