@@ -34,6 +34,7 @@ Without a [mail] list every reply goes to the author (results) or the sender (co
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 from patchbot.config import Config, ReplyConfig
@@ -48,6 +49,8 @@ LIST_COMMANDS = frozenset({"apply", "ignore", "unignore"})
 # How a test request made by a command names its asker: commands/retest.py queue_test's reasons
 # end so ("retest asked by lukas@example.org", "test on next asked by lukas@example.org").
 ASKED_BY = " asked by "
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,9 @@ def _everyone(readers: Readers, rule: str) -> Audience:
 
 
 def _author_alone(readers: Readers, rule: str) -> Audience:
-    return Audience((readers.author,), (), rule) if readers.cc_author else Audience((), (), rule + " (cc_author off: nobody)")
+    if not readers.cc_author:
+        return Audience((), (), rule + " (cc_author off: nobody)")
+    return Audience((readers.author,), (), rule)
 
 
 def _asker(readers: Readers, facts: ResultFacts) -> Audience:
@@ -188,9 +193,20 @@ def _asker(readers: Readers, facts: ResultFacts) -> Audience:
 def addressed_result(store: Store, config: Config, series: SeriesRecord, run: StoredTestRun, request: TestRequest,
                      reply: Reply) -> Reply | None:
     """A result reply addressed by the rules; None when nobody is to hear it (the run is kept)."""
-    return addressed(reply, result_audience(config.reply, readers_of(config, series),
-                                            result_facts(store, config, series, run, request)))
+    facts = result_facts(store, config, series, run, request)
+    audience = result_audience(config.reply, readers_of(config, series), facts)
+    log.info("series %d v%d: result %s: %s", series.id, series.version, _whom(audience), audience.rule)
+    return addressed(reply, audience)
 
 
 def addressed_superseded(config: Config, series: SeriesRecord, reply: Reply) -> Reply | None:
-    return addressed(reply, superseded_audience(config.reply, readers_of(config, series)))
+    audience = superseded_audience(config.reply, readers_of(config, series))
+    log.info("series %d v%d: note that it was superseded %s: %s", series.id, series.version, _whom(audience),
+             audience.rule)
+    return addressed(reply, audience)
+
+
+def _whom(audience: Audience) -> str:
+    if not audience.anyone:
+        return "mailed to nobody (kept as a run)"
+    return "to " + ", ".join(audience.to) + (f", Cc {', '.join(audience.cc)}" if audience.cc else "")
