@@ -167,8 +167,13 @@ def _bounded_git(mirror: Path, args: tuple[str, ...], extra_env: dict[str, str],
                                    start_new_session=True)  # its helpers (remote-https, index-pack) are killed with it
         deadline = time.monotonic() + repository.pull_timeout_s
         refusal = None
-        while process.poll() is None:
-            if time.monotonic() > deadline:
+        while True:
+            try:
+                process.wait(timeout=max(0.0, min(SIZE_POLL_S, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= deadline:
                 refusal = (f"fetching it took longer than {repository.pull_timeout_s:g} s"
                            " (operator: [repository] pull_timeout)")
             elif _bytes_written(packs, before) > repository.pull_max_mb * 1024 * 1024:
@@ -179,7 +184,6 @@ def _bounded_git(mirror: Path, args: tuple[str, ...], extra_env: dict[str, str],
                 for leftover in set(packs.glob("tmp_*")) - before:  # only this fetch's: ours are under the lock
                     leftover.unlink(missing_ok=True)
                 raise PullRefused(refusal)
-            time.sleep(SIZE_POLL_S)
         errors.seek(0)
         return process.returncode, errors.read().decode(errors="replace")
 

@@ -222,3 +222,37 @@ def test_a_pull_bigger_than_the_limit_is_refused(upstream, maintainer, tmp_path)
 
     assert result["pull"]["not_tested"] == "fetching it brought more than 1 MB (operator: [repository] pull_max_mb)"
     assert bot.pull_refs() == []
+
+
+def test_fetching_longer_than_the_time_limit_is_refused(upstream, maintainer, tmp_path):
+    maintainer.commit("rpc: say where the search starts", maintainer.replace("aurweb/rpc.py", "def ", "# The search.\ndef "))
+    bot = Bot(upstream, tmp_path, "pull_local = true\npull_timeout = 0.001")
+    result = bot.test(git_pull_mail(maintainer))
+
+    assert result["pull"]["not_tested"] == "fetching it took longer than 0.001 s (operator: [repository] pull_timeout)"
+    [mirror] = (bot.work / "mirrors").glob("*.git")
+    assert bot.pull_refs() == [] and not list((mirror / "objects" / "pack").glob("tmp_*"))
+
+
+VENV = """
+[environments.venv]
+command = 'echo built > "$PATCHBOT_ENV/label"'
+key_files = ["requirements.txt"]
+network = true
+"""
+
+
+def test_a_pulls_dependency_files_decide_its_environment_as_a_patchs_do(upstream, maintainer, tmp_path):
+    """environments.py compares the key files of the base and of the head: for a pull, the merge."""
+    bot = Bot(upstream, tmp_path)
+    python = 'result_path = "test-results/python.xml"\n'
+    bot.config.write_text(bot.config.read_text().replace(python, python + 'environment = "venv"\n') + VENV)
+    maintainer.commit("rpc: say where the search starts", maintainer.replace("aurweb/rpc.py", "def ", "# The search.\ndef "))
+    same = bot.test(git_pull_mail(maintainer))
+    maintainer.commit("deps: pin what the RPC needs", {"requirements.txt": "requests==2.31.0\n"})
+    changed = bot.test(git_pull_mail(maintainer, subject="[GIT PULL] aurweb: RPC fixes and pins"))
+
+    assert [(env["origin"], env["changed"], env["state"]) for env in same["environments"]] == [("base", False, "ready")]
+    # Its own files: built, but never with the network (only reviewed or trusted files get it).
+    assert [(env["origin"], env["changed"], env["state"]) for env in changed["environments"]] == [("offline", True, "ready")]
+    assert changed["applied"] and changed["suites"][0]["status"] == "pass"
