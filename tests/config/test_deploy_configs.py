@@ -91,6 +91,16 @@ def test_pinned_requirements_follow_the_trees_layout(tmp_path):
                                 "parse": "1.19.0"}
 
 
+def test_pinned_requirements_never_lower_a_newer_pin(tmp_path):
+    # A lock of late 2022 (512ba023^): newer than every Python 3.11 replacement, kept as it is.
+    (tmp_path / "poetry.lock").write_text('[[package]]\nname = "greenlet"\nversion = "2.0.1"\n\n'
+                                          '[[package]]\nname = "pydantic"\nversion = "1.10.2"\n\n'
+                                          '[[package]]\nname = "pygit2"\nversion = "1.7.2"\n')
+    pins = _pins(tmp_path)
+    assert pins["greenlet"] == "2.0.1" and pins["pydantic"] == "1.10.2"  # not 1.1.3, 1.10.0
+    assert pins["pygit2"] == "1.10.1"  # 1.7.2 is older: raised
+
+
 def test_pinned_requirements_refuse_a_line_that_is_not_a_pin(tmp_path):
     (tmp_path / "requirements.txt").write_text("fastapi>=0.66\n")
     result = subprocess.run([sys.executable, str(PINNED), str(tmp_path)], capture_output=True, text=True)
