@@ -105,3 +105,24 @@ def test_pinned_requirements_refuse_a_line_that_is_not_a_pin(tmp_path):
     (tmp_path / "requirements.txt").write_text("fastapi>=0.66\n")
     result = subprocess.run([sys.executable, str(PINNED), str(tmp_path)], capture_output=True, text=True)
     assert result.returncode != 0 and "not a pin: 'fastapi>=0.66'" in result.stderr
+
+
+@pytest.mark.parametrize("suite", ["pytest", "smoke"])
+def test_aurweb_suites_without_mariadb_are_the_machines_failure_not_a_verdict(tmp_path, suite):
+    """Trees of 2022 need MariaDB (conftest.py, spawn's :8002 front); without it the command
+    stops before any test with exit 127, which patchbot reads as the machine's failure."""
+    from patchbot.execute import CANNOT_START
+
+    tree = tmp_path / "tree"
+    for name, text in {"conf/config.dev": "[database]\nbackend = mysql\nname = aurweb\nsocket = /x\n",
+                       "conf/config.defaults": "", "test/conftest.py": "conn.execute(f'CREATE DATABASE {dbname}')\n",
+                       "aurweb/spawn.py": "FASTAPI_NGINX_PORT = 8002\n"}.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    command = load_config(DEPLOY / "aurweb.toml").suites[suite].command.replace("/usr/sbin/mariadbd", str(tmp_path / "mariadbd"))
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=tree, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PATCHBOT_ENV": str(tmp_path / "env")})
+    assert result.returncode == 127 and 127 in CANNOT_START
+    assert "patchbot: cannot judge: " in result.stdout and f"{tmp_path / 'mariadbd'} is not installed" in result.stdout
+    assert not (tree / "test-results").exists() and "Traceback" not in result.stderr
+
