@@ -212,10 +212,10 @@ def apply_pull(mirror: Path, base: BaseChoice, pull: PullRequest, series_id: int
         raise GitError(f"the base {base.ref} is not in {mirror}")
     refused = Applied(False, base, base_commit, None, None)
     try:
-        tip = fetch_pull(mirror, pull_source(pull.url, repository), checked_ref(pull.ref), series_id, repository)
-    except PullRefused as refusal:
-        return Pulled(refused, None, str(refusal))
-    try:
+        try:
+            tip = fetch_pull(mirror, pull_source(pull.url, repository), checked_ref(pull.ref), series_id, repository)
+        except PullRefused as refusal:
+            return Pulled(refused, None, str(refusal))
         if pull.tip and not tip.startswith(pull.tip):
             return Pulled(refused, tip, f"the branch moved: {pull.ref or 'HEAD'} is at {tip[:12]}, not at"
                                         f" {pull.tip[:12]} as the mail says")
