@@ -16,6 +16,12 @@ bot 1.6 GB; names with `&#10;` wrote lines of their own into a reply):
   MAX_DETAIL_CHARS, and only the first MAX_DETAILED_FAILURES failing cases keep their text;
 - more than MAX_CASES cases is refused, as soon as the case past it is read: the names are what
   base and tip are compared by, and a report cut short could hide a failure.
+
+A failure's detail is what shows the failing comparison (issue 13): for a TAP script the output
+it printed before its `not ok` line (sharness run with -v prints test_cmp's diff there) and the
+diagnostics after it (Test::More's `#   got:`/`#   expected:`); for pytest its traceback.
+`failure_excerpt` picks the lines a reader needs from it, `display_name` names a test as a
+reader would type it (`t2500-notify.t #2: ...`, `test/test_util.py::test_to_qs`).
 """
 
 from __future__ import annotations
@@ -270,6 +276,63 @@ class _TextTail:
         return "".join(self.pieces)
 
 
+# prove's TAP::Formatter::JUnit (aurweb's sharness suite) names a <testsuite> after its script,
+# every character outside [-:_A-Za-z0-9] made "_" (t2500-notify.t: "t2500-notify_t"), and its
+# cases "N - description", with no classname. It writes a control character as ^ and a letter
+# (a tab: "^I") and a byte over 0x7e as "[\\xc3]": undone where the text is read.
+_PROVE_SUITE = re.compile(r"^([-\w]+)_(t|sh)$")
+_PROVE_CASE = re.compile(r"^(\d+)(?: |$)")
+_PROVE_HIGH_BYTES = re.compile(r"(?:\[\\x(?:7f|[89a-f][0-9a-f])\])+")
+
+
+def _prove_script(suite_name: str) -> str:
+    """The script a prove <testsuite> ran ("t2500-notify.t"), or "" for another writer's suite."""
+    found = _PROVE_SUITE.match(suite_name)
+    return f"{found.group(1)}.{found.group(2)}" if found else ""
+
+
+def _from_prove(text: str) -> str:
+    """Text as the script printed it, before prove's JUnit formatter made it "squeaky clean"."""
+    text = text.replace("^I", "\t")
+    return _PROVE_HIGH_BYTES.sub(lambda found: bytes.fromhex(found.group().replace("[\\x", "").replace("]", ""))
+                                 .decode("utf-8", "replace"), text)
+
+
+class _ProveOutput:
+    """A prove suite's <system-out>, the script's whole TAP stream, read line by line as it arrives."""
+
+    def __init__(self) -> None:
+        self.stream = _TapStream()
+        self.partial = ""
+
+    def add(self, data: str) -> None:
+        lines = (self.partial + data).split("\n")
+        self.partial = lines.pop()[:MAX_DETAIL_CHARS]  # a line without end costs no more than this
+        for line in lines:
+            self._read(line)
+
+    def close(self) -> None:
+        self._read(self.partial)
+        self.partial = ""
+
+    def _read(self, line: str) -> None:
+        if not self.stream.bailed_out:
+            self.stream.read(_from_prove(line[:MAX_DETAIL_CHARS]).rstrip())
+
+    def details(self) -> dict[int, str]:
+        return {test.number: test.to_case().detail for test in self.stream.tests if test.outcome in FAILING}
+
+
+@dataclass
+class _SuiteBeingRead:
+    """An open <testsuite>: the script it ran if prove wrote it, and where its cases start."""
+
+    script: str
+    depth: int
+    first_case: int
+    output: _ProveOutput | None = None
+
+
 class _JunitReader:
     """expat's handlers: keeps one case at a time, and the finished cases."""
 
@@ -279,6 +342,8 @@ class _JunitReader:
         self.elements = 0
         self.case: _CaseBeingRead | None = None
         self.cases: list[TestCase] = []
+        self.suites: list[_SuiteBeingRead] = []  # the <testsuite> elements open, innermost last
+        self.tap_output: _ProveOutput | None = None  # a prove suite's <system-out> being read
 
     def start_root(self, tag: str, attributes: dict[str, str]) -> None:
         if tag not in ("testsuites", "testsuite"):
@@ -296,6 +361,10 @@ class _JunitReader:
         if self.case is None:
             if tag == "testcase":
                 self._start_case(attributes)
+            elif tag == "testsuite":
+                self.suites.append(_SuiteBeingRead(_prove_script(attributes.get("name", "")), self.depth, len(self.cases)))
+            elif tag == "system-out" and self.suites and self.suites[-1].script and self.depth == self.suites[-1].depth + 1:
+                self.tap_output = self.suites[-1].output = _ProveOutput()
         elif self.depth == self.case.depth + 1 and tag in _RESULT_TAGS and tag not in self.case.results:
             result = _ResultRead(_first_line(attributes.get("message", "")), _TextTail())
             self.case.results[tag] = self.case.open_result = result
@@ -307,11 +376,18 @@ class _JunitReader:
                 self._end_case(case)
             elif self.depth == case.depth + 1:
                 case.open_result = None
+        elif self.tap_output is not None and tag == "system-out":
+            self.tap_output.close()
+            self.tap_output = None
+        elif self.suites and self.depth == self.suites[-1].depth:
+            self._end_suite(self.suites.pop())
         self.depth -= 1
 
     def text(self, data: str) -> None:
         if self.case is not None and self.case.open_result is not None:
             self.case.open_result.text.add(data)
+        elif self.tap_output is not None:
+            self.tap_output.add(data)
 
     def report(self) -> TestReport:
         return _build_report(self.cases)
@@ -319,6 +395,9 @@ class _JunitReader:
     def _start_case(self, attributes: dict[str, str]) -> None:
         classname = attributes.get("classname") or attributes.get("class") or ""
         name = attributes.get("name", "")
+        script = self.suites[-1].script if self.suites else ""
+        if not classname and script and _PROVE_CASE.match(name):
+            classname = script  # "t2500-notify.t::2 - Test subject ...": the script names it
         # pytest's classname is the module path ("test.python.test_rpc")
         full = f"{classname[:MAX_NAME_CHARS]}::{name[:MAX_NAME_CHARS]}" if classname else name[:MAX_NAME_CHARS]
         self.case = _CaseBeingRead(_name(full), name[:MAX_NAME_CHARS], self.depth)
@@ -328,6 +407,19 @@ class _JunitReader:
         self.cases.append(case.to_case())
         # Stop at once: a 64 MB report of tiny cases is refused in a second, not counted for a minute.
         _check_case_count(len(self.cases))
+
+    def _end_suite(self, suite: _SuiteBeingRead) -> None:
+        """A prove suite's failing cases get their detail from the TAP stream in its <system-out>:
+        what the script printed before `not ok N` belongs to test N, while prove's <failure> holds
+        what came after it (sharness's echo of the test's source, then the next test's output)."""
+        if suite.output is None:
+            return
+        details = suite.output.details()
+        for index in range(suite.first_case, len(self.cases)):
+            case = self.cases[index]
+            number = _PROVE_CASE.match(case.name.split("::", 1)[-1])
+            if case.outcome in FAILING and number and details.get(int(number.group(1))):
+                self.cases[index] = TestCase(case.name, case.outcome, case.message, details[int(number.group(1))])
 
 
 def _message_from_text(text: str, test_name: str) -> str:
@@ -361,10 +453,14 @@ class _TapTest:
     cut_lines: int = 0
     first_diagnostic: str = ""  # its first diagnostic line, without "#" or the YAML start marker
 
-    def add_diagnostic(self, line: str) -> None:
+    def add_output(self, line: str) -> None:
+        """A line the test printed before its result line (which is not a diagnostic)."""
         if len(self.detail_lines) == MAX_DETAIL_LINES:
             self.cut_lines += 1
         self.detail_lines.append(line[:MAX_DETAIL_CHARS])
+
+    def add_diagnostic(self, line: str) -> None:
+        self.add_output(line)
         if not self.first_diagnostic:
             text = line.lstrip("#").strip()
             self.first_diagnostic = _first_line(text) if text != "---" else ""
@@ -412,6 +508,14 @@ class _TapStream:
     bail_out: str | None = None
     collecting: _TapTest | None = None  # the last test if it failed: it takes the diagnostics
     in_yaml: bool = False
+    # What the script printed since the last test line that is not TAP: the output of the test
+    # that comes next (sharness -v prints a test's commands' output, test_cmp's diff, before
+    # its result line).
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_DETAIL_LINES))
+
+    @property
+    def bailed_out(self) -> bool:
+        return self.bail_out is not None
 
     def read(self, line: str) -> bool:
         """Take one line; False after "Bail out!", when the rest is not to be read."""
@@ -422,11 +526,14 @@ class _TapStream:
             self._add_test(_tap_test(match, len(self.tests) + 1))
         elif match := _TAP_PLAN.match(line):
             self._set_plan(int(match.group(1)), match.group(2))
+            self.output.clear()
         elif match := _TAP_BAIL_OUT.match(line):
             self.bail_out = one_line(match.group(1), MAX_MESSAGE_CHARS)
             return False
         elif line.startswith("#"):
             self._add_diagnostic(line)
+        else:
+            self.output.append(line[:MAX_DETAIL_CHARS])
         return True
 
     def report(self) -> TestReport:
@@ -442,6 +549,10 @@ class _TapStream:
         self.tests.append(test)
         _check_case_count(len(self.tests))
         self.collecting = test if test.outcome in FAILING else None
+        if self.collecting is not None and any(line.strip() for line in self.output):
+            for line in self.output:
+                test.add_output(line)
+        self.output.clear()
 
     def _add_diagnostic(self, line: str) -> None:
         if self.collecting is not None:
@@ -485,3 +596,120 @@ def _tap_test(match: re.Match[str], position: int) -> _TapTest:
             reason = one_line(reason, MAX_MESSAGE_CHARS)
             return _TapTest(number, name, Outcome.SKIPPED, f"{kind}: {reason}" if reason else kind)
     return _TapTest(number, name, Outcome.FAIL if failed else Outcome.PASS, "")
+
+
+# -- what a reader sees of a test ------------------------------------------------------------
+
+EXCERPT_LINES = 20
+# A TAP script's test as the JUnit reader names it (prove's cases), with report order's " #2".
+_SCRIPT_TEST = re.compile(r"^(?P<script>[^:\s]+\.(?:t|sh))::(?P<number>\d+)(?: - (?P<description>.*?))?(?P<repeat> #\d+)?$")
+# pytest's classname: the module's dotted path, then its classes ("test.test_util.TestQuery").
+_PYTEST_CASE = re.compile(r"^(?P<classname>[A-Za-z_][\w.]*)::(?P<name>.+)$")
+_PYTEST_MODULE = re.compile(r"^test_\w*$|^\w*_test$")
+
+
+def display_name(name: str) -> str:
+    """A test as a reader would name it to run it again: `t2500-notify.t #2: Test subject ...`
+    for a TAP script's test, `test/test_util.py::test_to_qs` for a pytest case (JUnit gives the
+    module as "test.test_util"); any other name as it is."""
+    if script := _SCRIPT_TEST.match(name):
+        description = f": {script.group('description')}" if script.group("description") else ""
+        return f"{script.group('script')} #{script.group('number')}{description}{script.group('repeat') or ''}"
+    if case := _PYTEST_CASE.match(name):
+        parts = case.group("classname").split(".")
+        modules = [index for index, part in enumerate(parts) if _PYTEST_MODULE.match(part)]
+        if modules:
+            module = modules[-1]
+            return "::".join(["/".join(parts[: module + 1]) + ".py", *parts[module + 1:], case.group("name")])
+    return name
+
+
+# sharness's echo of a test's source: "expecting success: <body>" before the test runs (-v), the
+# body's lines indented as written; each line after `not ok` as "#" and a tab.
+_ECHO_START = re.compile(r"^expecting (?:success|failure): ")
+_TAP_RESULT_LINE = re.compile(r"^(?:not )?ok\b")
+_DIFF_HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+# Test::More's diagnostics of a failed comparison: "#   Failed test 'x'", "#          got: '1'",
+# "#     expected: '2'", is_deeply's "#     Structures begin differing at:".
+_COMPARISON_DIAGNOSTIC = re.compile(r"^#\s+(?:Failed test|got:|expected:|Structures begin|\$got|\$expected|at .* line \d+)")
+
+
+def failure_excerpt(detail: str) -> str:
+    """The lines that show a failing comparison: pytest's `>` and `E` lines; the unified diffs a
+    test printed (sharness's test_cmp) and Test::More's got/expected; else the end of what the
+    test printed. Never the test's own source (sharness echoes it); "" when that is all there is.
+    Tabs are expanded: a reply shows them as spaces, never as "^I"."""
+    lines = _without_echoed_source(detail.strip("\n").splitlines())
+    marked = [index for index, line in enumerate(lines) if line.startswith(("E ", ">"))]
+    if marked:
+        lines = [line for line in lines if line.strip()]
+        marked = [index for index, line in enumerate(lines) if line.startswith(("E ", ">"))]
+        lines = lines[marked[0]: marked[-1] + 2]  # and the line after: "test/test_util.py:36: AssertionError"
+        if len(lines) > EXCERPT_LINES:
+            # A long assertion diff: its start (the assertion) and where it failed, not its middle.
+            lines = [*lines[: EXCERPT_LINES - 2], "[...]", lines[-1]]
+        return "\n".join(line.expandtabs() for line in lines)
+    shown = _comparisons(lines)
+    if not shown:
+        shown = [line for line in lines if line.strip() and not _TAP_RESULT_LINE.match(line)][-EXCERPT_LINES:]
+    if len(shown) > EXCERPT_LINES:
+        shown = [*shown[: EXCERPT_LINES - 1], "[...]"]
+    return "\n".join(line.expandtabs().rstrip() for line in shown)
+
+
+def _without_echoed_source(lines: list[str]) -> list[str]:
+    kept, in_echo = [], False
+    for line in lines:
+        if _ECHO_START.match(line):
+            in_echo = True
+            continue
+        if in_echo and (line.startswith(("\t", " ")) or not line.strip()):
+            continue
+        in_echo = False
+        if line.startswith("#\t") or line == "#":
+            continue
+        kept.append(line)
+    return kept
+
+
+def _comparisons(lines: list[str]) -> list[str]:
+    """Test::More's comparison diagnostics and every unified diff, in the order printed."""
+    shown, index = [], 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("--- ") and index + 1 < len(lines) and lines[index + 1].startswith("+++ "):
+            diff = _diff_at(lines, index)
+            shown.extend(diff)
+            index += len(diff)
+            continue
+        if _COMPARISON_DIAGNOSTIC.match(line):
+            shown.append(line)
+        index += 1
+    return shown
+
+
+def _diff_at(lines: list[str], start: int) -> list[str]:
+    """The unified diff starting at `start`, its hunks read by their line counts; the file
+    headers without their timestamps (the machine's, and noise to a reader)."""
+    diff = [lines[start].split("\t", 1)[0], lines[start + 1].split("\t", 1)[0]]
+    index = start + 2
+    while index < len(lines) and (hunk := _DIFF_HUNK.match(lines[index])):
+        old, new = int(hunk.group(1) or 1), int(hunk.group(2) or 1)
+        diff.append(lines[index])
+        index += 1
+        while (old > 0 or new > 0) and index < len(lines):
+            line = lines[index]
+            kind = line[:1]
+            if kind == "\\":
+                pass
+            elif kind == "-":
+                old -= 1
+            elif kind == "+":
+                new -= 1
+            elif kind in (" ", ""):
+                old, new = old - 1, new - 1
+            else:
+                break
+            diff.append(line)
+            index += 1
+    return diff

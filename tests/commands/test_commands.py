@@ -67,7 +67,7 @@ def test_retest_queues_a_test_whose_result_is_a_new_reply_once(make):
     assert counts["series tested"] == 1
     assert "the series will be tested; the result follows in this thread" in s.answer_to(mail)
     [result] = s.results_in(PHP_FIX)
-    assert "This patch applied cleanly on master (" in result and "and was tested: every suite passed." in result
+    assert "This patch applied cleanly on master and was tested: every suite passed.\n  Base: " in result
     keys = [row.key for row in s.bot.store.replies()]
     assert keys.count("series-1/v1/result/2") == 1
     assert "series tested" not in s.bot.run()
@@ -90,7 +90,7 @@ def test_test_on_another_ref_tests_there_and_a_ref_that_is_not_there_is_refused(
     s.send(mail, missing)
     assert f"will be tested on {older}" in s.answer_to(mail)
     [result] = s.results_in(PHP_FIX)
-    assert f"applied cleanly on {older[:12]} ({older[:7]}; {older}, as asked)" in result, result
+    assert f"applied cleanly on {older[:12]} and" in result and f"  Base: {older[:12]}, {older}, as asked" in result, result
     assert "Refused:\n  > patchbot: test no-such-branch\n    no-such-branch is not a branch, tag or commit" in s.answer_to(missing)
 
 

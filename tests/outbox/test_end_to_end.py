@@ -25,15 +25,15 @@ EXPECTED_TEXT = {
         "This patch applied cleanly on master", "every suite passed"],
     "<py-maintainer.0.git-send-email@example.org>": [
         "This patch applied cleanly on master", "1 new failure.",
-        "== python: test_search_by_maintainer_is_left_to_php (new; passes on master) =="],
+        "== python: new failure; passes on master ==", "::test_search_by_maintainer_is_left_to_php"],
     V1_COVER: [
         "v1 of this series applied cleanly on master", "1 new failure.",
-        "== parity: test_same_answer[suggest] (new; skipped on master) =="],
+        "== parity: new failure; skipped on master ==", "::test_same_answer[suggest]"],
     "<stale.0.git-send-email@example.org>": [
         "This patch did not apply on master", "patch 1/1 failed.", "aurweb/rpc.py, the hunk at line 1"],
     V2_COVER: [
         "v2 of this series applied cleanly on master", "every suite passed",
-        "Compared with the previous version: fixes test_same_answer[suggest]."],
+        "Compared with the previous version: 1 fixed.", "fixed:          test/", "::test_same_answer[suggest]"],
 }
 
 

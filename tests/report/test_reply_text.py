@@ -141,10 +141,18 @@ def reply_text(series: SeriesRecord, run: StoredTestRun, config: Config = CONFIG
     return render("reply/series-result.txt", **result_context(config, series, run))
 
 
-def excerpt_of(text: str, title: str) -> str:
-    """The indented lines under `== title ==`."""
+def headline_of(text: str) -> str:
+    """The reply's first sentence, its wrapped lines joined."""
+    return text.split("\n  Base: ", 1)[0].replace("\n  ", " ")
+
+
+def excerpt_of(text: str, title: str, test: str | None = None) -> str:
+    """The excerpt's lines (indented by 4) under `== title ==` and the test's name."""
     lines = text.splitlines()
     start = lines.index(f"== {title} ==") + 1
+    if test is not None:
+        assert lines[start] == f"  {test}", lines[start]
+    start = lines.index("", start) + 1
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("    ")), len(lines))
     return "\n".join(lines[start:end])
 
@@ -164,8 +172,8 @@ def test_applied_and_every_suite_passed():
     run = stored_run(series, {"php": (php, php, None), "parity": (parity, parity, None)},
                      left_out=(("python", "the series touches none of its stacks"),))
     text = reply_text(series, run)
-    assert text.splitlines()[0] == ("This patch applied cleanly on master (f27858c; the default branch master) "
-                                    "and was tested: every suite passed.")
+    assert text.splitlines()[:2] == ["This patch applied cleanly on master and was tested: every suite passed.",
+                                     "  Base: f27858c12236, the default branch master"]
     assert re.search(r"^  php +PASS +12 passed +0\.2 s$", text, re.M), text
     assert re.search(r"^  parity +PASS +20 passed \(2 skipped\) +1\.1 s$", text, re.M), text
     assert "  (not run: python: the series touches none of its stacks)" in text
@@ -181,14 +189,16 @@ def test_a_new_failure_shows_the_failing_assertion_not_the_logs_tail(pytest_case
                         (names[1], Outcome.PASS), detail="exit code 1")
     base = python_result(Outcome.PASS, *passing(*names))
     text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
-    assert text.splitlines()[0].endswith("and was tested: 1 new failure.")
+    assert headline_of(text).endswith("and was tested: 1 new failure.")
     assert re.search(r"^  python +FAIL +1 new failure of 2 +1\.0 s$", text, re.M), text
-    excerpt = excerpt_of(text, "python: test_count (new; passes on master)")
+    excerpt = excerpt_of(text, "python: new failure; passes on master", "test_rpc.py::test_count")
     assert "    >       assert len(names) == 4" in excerpt.splitlines()
     assert "    E       AssertionError: assert 3 == 4" in excerpt.splitlines()
     assert "exit code 1" not in excerpt and "short test summary" not in text and "1 failed" not in text
-    assert text.split("To reproduce:\n", 1)[1].splitlines()[:3] == [
-        "  git checkout f27858c12236", "  git am -3 < the-series.mbox", f"  {PYTEST}"]
+    assert text.split("To reproduce:\n", 1)[1].split("\n\n")[0].splitlines() == [
+        "  git checkout f27858c12236", "  patchbot series mbox 7 > series.mbox   # on the test machine",
+        "  git am -3 --patch-format=mboxrd series.mbox", "  # the suite python, as patchbot ran it", f"  {PYTEST}",
+        "  # the new failure alone, with its output", "  python -m pytest test_rpc.py::test_count"]
 
 
 def test_a_failure_in_a_helper_shows_the_call_and_the_assertion(pytest_cases):
@@ -197,7 +207,7 @@ def test_a_failure_in_a_helper_shows_the_call_and_the_assertion(pytest_cases):
     tip = python_result(Outcome.FAIL, case, detail="exit code 1")
     base = python_result(Outcome.PASS, *passing(case.name))
     excerpt = excerpt_of(reply_text(series, stored_run(series, {"python": (tip, base, None)})),
-                         "python: test_suggest_shape (new; passes on master)")
+                         "python: new failure; passes on master", "test_rpc.py::test_suggest_shape")
     lines = excerpt.splitlines()
     assert "    >       check_shape(reply)" in lines
     assert '    >       assert isinstance(reply, list), "suggest answers a bare list"' in lines
@@ -220,9 +230,10 @@ def test_only_failures_that_already_fail_on_the_base():
                         detail="exit code 1")
     base = python_result(Outcome.FAIL, *[(name, Outcome.FAIL) for name in names[:2]], *passing(*names[2:]))
     text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
-    assert text.splitlines()[0].endswith(
+    assert headline_of(text).endswith(
         "and was tested: no new failures; 2 tests that already fail on master fail here too.")
     assert re.search(r"^  python +PASS +16 passed, 2 failing before too +1\.0 s$", text, re.M), text
+    assert text.splitlines()[0].startswith("This patch applied cleanly on master and was tested:")
     assert "==" not in text and "To reproduce" not in text and not re.search(r"\d new failure", text)
 
 
@@ -231,7 +242,7 @@ def test_one_preexisting_failure_reads_in_the_singular():
     tip = python_result(Outcome.FAIL, ("t::test_upstream_broke_this", Outcome.FAIL), *passing("t::test_ok"))
     base = python_result(Outcome.FAIL, ("t::test_upstream_broke_this", Outcome.FAIL), *passing("t::test_ok"))
     text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
-    assert text.splitlines()[0].endswith("no new failures; 1 test that already fails on master fails here too.")
+    assert headline_of(text).endswith("no new failures; 1 test that already fails on master fails here too.")
 
 
 GIT_AM_SAID = (
@@ -254,15 +265,15 @@ def test_a_series_that_does_not_apply_names_the_patch_the_files_and_the_line():
     done = applied(ok=False, failed_patch=2, failed_total=3, failed_subject="[PATCH 2/3] rpc: answer type=suggest",
                    conflicts=(Conflict("aurweb/rpc.py", 12), Conflict("web/lib/rpc.php", None)), detail=GIT_AM_SAID)
     text = reply_text(series, stored_run(series, {}, done=done, left_out=()))
-    assert text.splitlines()[0] == ("v1 of this series did not apply on master (f27858c; the default branch master): "
-                                    "patch 2/3 failed.")
+    assert headline_of(text) == "v1 of this series did not apply on master: patch 2/3 failed."
     assert "It failed in:\n  aurweb/rpc.py, the hunk at line 12\n  web/lib/rpc.php\n" in text
     said = text.split("git am said:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert "    error: patch failed: aurweb/rpc.py:12" in said
     assert "    error: aurweb/rpc.py: patch does not apply" in said
     for advice in ("When you have resolved", "If you prefer", "To restore", "Patch failed at", "hint:"):
         assert advice not in text, advice
-    assert "To reproduce:\n  git checkout f27858c12236\n  git am -3 < the-series.mbox\n" in text
+    assert ("To reproduce:\n  git checkout f27858c12236\n  patchbot series mbox 7 > series.mbox   # on the test machine\n"
+            "  git am -3 --patch-format=mboxrd series.mbox\n\n") in text
     assert "PASS" not in text and "FAIL" not in text and "applied cleanly" not in text
 
 
@@ -270,8 +281,7 @@ def test_a_series_whose_prerequisite_does_not_apply_says_so():
     series = make_series()
     done = applied(ok=False, failed_patch=1, failed_total=2, prerequisite_failed=True, detail="error: patch failed")
     text = reply_text(series, stored_run(series, {}, done=done, left_out=()))
-    assert text.splitlines()[0].endswith("did not apply on master (f27858c; the default branch master): "
-                                         "the series it is based on failed.")
+    assert headline_of(text).endswith("did not apply on master: the series it is based on failed.")
 
 
 def test_an_infrastructure_failure_is_not_the_patchs_fault():
@@ -279,10 +289,10 @@ def test_an_infrastructure_failure_is_not_the_patchs_fault():
     php = SuiteResult("php", Outcome.INFRA_ERROR, None, 0.0, "sandbox: bwrap: Creating new namespace failed")
     parity = SuiteResult("parity", Outcome.PASS, report(*passing("t::a", "t::b")), 1.0)
     text = reply_text(series, stored_run(series, {"php": (php, None, None), "parity": (parity, parity, None)}, left_out=()))
-    headline = text.splitlines()[0]
+    headline = headline_of(text)
     assert headline.endswith("was tested: php could not be run (a problem of the test machine, not of the patch).")
     # The sandbox's own words are the operator's (they may name paths and process ids).
-    assert re.search(r"^  php +ERROR +could not run; the reason is in the operator's log +0\.0 s$", text, re.M), text
+    assert re.search(r"^  php +ERROR +could not run; the operator's log says why +0\.0 s$", text, re.M), text
     assert "bwrap" not in text and "namespace" not in text
     assert "new failure" not in text and "==" not in text
 
@@ -296,8 +306,9 @@ def test_a_suite_broken_on_the_base_says_it_cannot_judge_never_pass():
     base = python_result(Outcome.FAIL, *broken, *passing("t::ok_1"))
     text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
     assert "PASS" not in text and "every suite passed" not in text
-    assert re.search(r"^  python +ERROR +cannot judge: the suite is broken on the base \(101 failing, 1 passing there\)",
+    assert re.search(r"^  python +ERROR +cannot judge: the suite is broken on the base +1\.0 s\n +\(101 failing, 1 passing there\)",
                      text, re.M), text
+    assert headline_of(text).endswith("python cannot judge it (a problem of the suite on the base, not of the patch).")
 
 
 def test_a_suite_that_hits_its_time_limit_says_so():
@@ -305,7 +316,7 @@ def test_a_suite_that_hits_its_time_limit_says_so():
     tip = SuiteResult("python", Outcome.TIMEOUT, None, 60.0, "killed after 60 s wall time")
     base = python_result(Outcome.PASS, *passing("t::a"))
     text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
-    assert text.splitlines()[0].endswith("was tested: python hit the time limit.")
+    assert headline_of(text).endswith("was tested: python hit the time limit.")
     assert re.search(r"^  python +TIMEOUT +killed after 60 s wall time +60\.0 s$", text, re.M), text
     assert "new failure" not in text and "==" not in text
     assert f"  {PYTEST}" in text.split("To reproduce:", 1)[1]
@@ -319,8 +330,11 @@ def test_compared_with_the_previous_version():
                         *passing(names[3]))
     base = python_result(Outcome.PASS, *passing(*names))
     text = reply_text(series, stored_run(series, {"python": (tip, base, previous)}))
-    assert text.splitlines()[0].startswith("v3 of this series applied cleanly")
-    assert "\nCompared with the previous version: fixes test_a; still failing test_b; new failure test_c.\n" in text
+    assert headline_of(text).startswith("v3 of this series applied cleanly")
+    assert ("\nCompared with the previous version: 1 fixed, 1 still failing, 1 new failure.\n"
+            "  fixed:          t::test_a\n"
+            "  still failing:  t::test_b\n"
+            "  new failure:    t::test_c\n") in text
 
 
 @pytest.mark.parametrize("version, supersedes", [(2, 6), (1, None)])
@@ -341,7 +355,7 @@ def test_a_base_behind_its_branch_tip_is_noted(behind, note):
     result = python_result(Outcome.PASS, *passing("t::test_a"))
     text = reply_text(series, stored_run(series, {"python": (result, result, None)}, done=applied(behind=behind)))
     if note:
-        assert text.splitlines()[1] == note
+        assert " ".join(text.split("\n\n")[0].splitlines()[2:]).replace("   ", " ") == note
     else:
         assert "Note:" not in text
 
@@ -355,8 +369,9 @@ def test_log_url_puts_the_logs_of_the_suites_that_did_not_pass_in_full_logs():
     run = stored_run(series, {"python": (python, python_result(Outcome.PASS, *passing("t::test_a")), None),
                               "php": (php, None, None), "parity": (parity, parity, None)}, left_out=(), run_id=7)
     text = reply_text(series, run, config)
-    assert ("Full logs: patchbot log 7; https://ci.example.org/logs/7/python.log, "
-            "https://ci.example.org/logs/7/php.log\n") in text
+    assert ("\nFull logs:\n  https://ci.example.org/logs/7/python.log\n"
+            "  https://ci.example.org/logs/7/php.log\nReply with") in text
+    assert "patchbot log 7" not in text
 
 
 def test_a_log_url_without_suite_is_given_once():
@@ -366,8 +381,8 @@ def test_a_log_url_without_suite_is_given_once():
     php = SuiteResult("php", Outcome.TIMEOUT, None, 60.0, "killed after 60 s wall time")
     run = stored_run(series, {"python": (python, python_result(Outcome.PASS, *passing("t::test_a")), None),
                               "php": (php, None, None)}, left_out=(), run_id=7)
-    hint = next(line for line in reply_text(series, run, config).splitlines() if line.startswith("Full logs:"))
-    assert hint.count("https://ci.example.org/runs/7") == 1, hint
+    text = reply_text(series, run, config)
+    assert text.count("https://ci.example.org/runs/7") == 1 and "\nFull logs:\n  https://ci.example.org/runs/7\n" in text
 
 
 def test_a_new_test_that_fails_is_not_said_to_pass_on_the_base():
@@ -375,8 +390,7 @@ def test_a_new_test_that_fails_is_not_said_to_pass_on_the_base():
     tip = python_result(Outcome.FAIL, ("t::test_added_by_the_series", Outcome.FAIL), *passing("t::test_old"))
     base = python_result(Outcome.PASS, *passing("t::test_old"))  # the base has no such test
     text = reply_text(series, stored_run(series, {"python": (tip, base, None)}))
-    title = next(line for line in text.splitlines() if line.startswith("== python: test_added_by_the_series"))
-    assert "passes on master" not in title, title
+    assert "\n== python: new failure; not on master ==\n  t::test_added_by_the_series\n" in text, text
 
 
 # -- headers: threading, subject, header safety ------------------------------------------------------
