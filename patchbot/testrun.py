@@ -195,6 +195,8 @@ def run_test(
         announced = series.pull.base if series.pull.base and on_branches(mirror, series.pull.base,
                                                                          reviewed_branches(repository)) else None
         base = choose_base(store, mirror, repository, BaseHints(None, announced, ()), base_ref)
+        if announced and base.ref == announced:
+            base = replace(base, reason=f"the base {announced[:12]} the pull request names")
         pulled = apply_pull(mirror, base, series.pull, series.id, repository, worktrees)
         applied = pulled.applied
     else:

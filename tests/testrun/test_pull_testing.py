@@ -103,7 +103,7 @@ def test_a_pull_request_is_merged_on_its_base_and_its_suites_pass(upstream, main
 
     assert result["kind"] == "pull" and result["applied"], result
     assert result["pull"]["tip"] == tip == result["pull"]["announced_tip"] and result["pull"]["not_tested"] is None
-    assert result["base"] == base and result["base_reason"] == f"base-commit: {base[:12]} from the series"
+    assert result["base"] == base and result["base_reason"] == f"the base {base[:12]} the pull request names"
     assert bot.parents(result["head"]) == [base, tip]  # git merge --no-ff: the pull merged, as its maintainer would
     assert result["stacks"] == ["python"] and [suite["name"] for suite in result["suites"]] == ["python", "parity"]
     assert all(suite["status"] == "pass" for suite in result["suites"]), result["suites"]
