@@ -137,6 +137,16 @@ def test_sharness_test_cmp_failure(sharness_base):
     matches_golden("sharness-test-cmp-failure", text)
 
 
+def test_sharness_without_v_says_it_printed_nothing_but_its_source(sharness_base):
+    """A suite run without -v (sharness then echoes only the test's source): no code is quoted."""
+    record = series()
+    tip = sharness("aurweb-2020-t2500-notify-v1-tip-not-verbose.junit.xml")
+    text = body(record, stored(record, [tip], {"sharness": sharness_base}))
+    excerpt = text.split("t2500-notify.t #2: Test subject and body of reset key notifications.\n\n", 1)[1]
+    assert excerpt.startswith("    (the test printed nothing but its own source; the full log has the rest)\n"), excerpt
+    assert "test_cmp" not in text.split("To reproduce:")[0]
+
+
 def test_pytest_assertion():
     """pytest's `>` and `E` lines; the logs and the series by URL where the service publishes them."""
     config = replace(AURWEB, reply=replace(AURWEB.reply, log_url="https://patchbot.archlinux.org/logs/{run}/{suite}.log",
