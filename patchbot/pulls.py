@@ -35,9 +35,9 @@ from patchbot.config import RepositoryConfig
 # Where fetched pulls live in the mirror while they are tested: no branch, no tag, nothing a
 # base is chosen from (apply.on_branches) and nothing the mirror's own fetch keeps (it prunes).
 PULL_REFS = "refs/patchbot/pulls"
-# What git request-pull writes (older gits wrote "git repository" in lower case).
-_SINCE = re.compile(r"^The following changes since commit ([0-9a-fA-F]{7,64}):?[ \t]*$", re.MULTILINE | re.IGNORECASE)
-_UP_TO = re.compile(r"^for you to fetch changes up to ([0-9a-fA-F]{7,64}):?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+# What git request-pull writes; a mail client may have wrapped the commit id onto the next line.
+_SINCE = re.compile(r"^The following changes since commit\s+([0-9a-fA-F]{7,64}):?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_UP_TO = re.compile(r"^for you to fetch changes up to\s+([0-9a-fA-F]{7,64}):?[ \t]*$", re.MULTILINE | re.IGNORECASE)
 _NO_REF = re.compile(r"couldn't find remote ref", re.IGNORECASE)
 _NO_REPOSITORY = re.compile(r"does not appear to be a git repository|repository '.*' not found", re.IGNORECASE)
 SIZE_POLL_S = 0.2
@@ -81,7 +81,8 @@ class PullRefused(PatchbotError):
 
 def parse_pull_request(pull_url: str | None, text: str) -> PullRequest | None:
     """The pull request in a mail: `pull_url` is the `URL REF` line the mail parser found (the one
-    that made the mail a pull, mail.diff.find_pull_url), `text` the mail's message."""
+    that made the mail a pull, mail.diff.find_pull_url), `text` all of the mail's prose (a `---`
+    line may come before the request-pull text)."""
     if not pull_url:
         return None
     url, _, ref = pull_url.partition(" ")

@@ -42,7 +42,6 @@ from patchbot.commands.identity import identify, signed_by_sender
 from patchbot.config import Config
 from patchbot.mail import Kind, ParsedMail
 from patchbot.mail.headers import message_ids_in
-from patchbot.pulls import parse_pull_request
 from patchbot.store import SeriesRecord, Store
 
 log = logging.getLogger(__name__)
@@ -178,7 +177,7 @@ def _file_series_mail(store: Store, mail_id: int, mail: ParsedMail, date: dateti
 
     _place(store, series_id, mail_id, mail, number, total, date)
     if mail.kind is Kind.PULL:  # what its test fetches (a pull's own patches are its record)
-        store.set_series_pull(series_id, parse_pull_request(mail.pull_url, mail.message))
+        store.set_series_pull(series_id, mail.pull)
     _keep_base_hints(store, series_id, mail_id, mail)
     store.claim_own_thread_id(series_id, mail.message_id)
     store.remember_thread_ids(series_id, mail.thread_ids)

@@ -29,6 +29,7 @@ from patchbot.mail.headers import (
 )
 from patchbot.mail.subject import Subject, parse_subject
 from patchbot.mail.trailers import Trailer, parse_trailers
+from patchbot.pulls import PullRequest, parse_pull_request
 
 __all__ = ["Kind", "MailRejected", "ParsedMail", "RejectReason", "parse_mail", "synthetic_message_id"]
 
@@ -78,6 +79,7 @@ class ParsedMail:
     files: tuple[FileChange, ...]
     trailers: tuple[Trailer, ...]
     pull_url: str | None
+    pull: PullRequest | None = None  # what a pull request asks to be pulled (pulls.py), read from all its prose
 
     @property
     def has_diff(self) -> bool:
@@ -173,6 +175,7 @@ def parse_mail(data: bytes) -> ParsedMail:
         files=files_touched(split),
         trailers=parse_trailers(split.prose),
         pull_url=pull_url,
+        pull=parse_pull_request(pull_url, split.prose),
     )
 
 

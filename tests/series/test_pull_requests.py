@@ -51,6 +51,26 @@ def test_a_request_pull_mail_is_a_pull_series_with_its_url_ref_tip_and_base(repo
     assert series.complete and series.received == (1,)
 
 
+def test_a_request_pull_text_after_a_dashes_line_and_wrapped_by_a_mail_client_is_read_whole(repo, store):
+    tip = branch(repo.path, "rpc-fixes", {"aurweb/rpc.py": "# fixed\n"})
+    url = f"file://{repo.path}"
+    text = request_pull(repo.path, "master", url, "rpc-fixes")
+    # A greeting and `---` above it (as kernel maintainers write), the commit id and the ref on
+    # lines of their own (as a mail client wraps them).
+    wrapped = text.replace(f"since commit {repo.base}:", f"since commit\n{repo.base}:").replace(f"{url} rpc-fixes", f"{url}\nrpc-fixes")
+    assert wrapped.count("\n") == text.count("\n") + 2
+    series = store.series(file_in(store, pull_mail(f"Hi,\n\nplease pull.\n\n---\n\n{wrapped}", "[GIT PULL] RPC", "w@example.org")).series_id)
+    assert series.kind == "pull" and series.pull == PullRequest(url, "rpc-fixes", tip, repo.base)
+
+
+def test_a_pull_naming_no_ref_fetches_the_remote_head(repo, store):
+    branch(repo.path, "rpc-fixes", {"aurweb/rpc.py": "# fixed\n"})
+    url = f"file://{repo.path}"
+    text = request_pull(repo.path, "master", url, "rpc-fixes").replace(f"{url} rpc-fixes", f"{url} ")  # git 2.14.3+: HEAD
+    series = store.series(file_in(store, pull_mail(text, "[GIT] Networking", "head@example.org")).series_id)
+    assert series.pull.url == url and series.pull.ref is None and checked_ref(series.pull.ref) == "HEAD"
+
+
 def test_a_tag_is_the_ref_as_request_pull_names_it(repo, store):
     branch(repo.path, "for-aurweb", {"aurweb/a.py": "a = 1\n"})
     subprocess.run([*PULL_GIT, "tag", "-a", "-m", "RPC fixes", "pull-rpc-1", "for-aurweb"], cwd=repo.path, check=True)
