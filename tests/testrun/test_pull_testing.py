@@ -97,6 +97,7 @@ def git_pull_mail(maintainer: Contributor, subject: str = "[GIT PULL] aurweb: RP
 
 def test_a_pull_request_is_merged_on_its_base_and_its_suites_pass(upstream, maintainer, tmp_path):
     maintainer.commit("rpc: say where the search starts", maintainer.replace("aurweb/rpc.py", "def ", "# The search.\ndef "))
+    subprocess.run([*PULL_GIT, "tag", "v99.0", "HEAD"], cwd=maintainer.path, check=True)  # must not become the project's
     tip, base = head_of(maintainer), head_of(upstream)
     bot = Bot(upstream, tmp_path)
     result = bot.test(git_pull_mail(maintainer))
@@ -108,6 +109,8 @@ def test_a_pull_request_is_merged_on_its_base_and_its_suites_pass(upstream, main
     assert result["stacks"] == ["python"] and [suite["name"] for suite in result["suites"]] == ["python", "parity"]
     assert all(suite["status"] == "pass" for suite in result["suites"]), result["suites"]
     assert bot.pull_refs() == []  # the fetched ref is gone with the run
+    [mirror] = (bot.work / "mirrors").glob("*.git")
+    assert subprocess.run(["git", "tag", "-l", "v99.0"], cwd=mirror, capture_output=True, text=True).stdout == ""
     assert "This pull request merged cleanly on" in bot.reply(result) and "every suite passed" in bot.reply(result)
 
 
