@@ -28,7 +28,9 @@ Commands. An acknowledgement goes To the command's sender, Cc the list only when
 that changes what the list sees was done (LIST_COMMANDS); a refusal, a rate-limit note and the
 note on an interrupted mail go to the sender alone.
 
-Without a [mail] list every reply goes to the author (results) or the sender (commands).
+Without a [mail] list every reply goes to the author (results) or the sender (commands). A reply
+for one person whom only SMTPUTF8 reaches (a non-ASCII local part) goes To the list, Cc them, as
+before: a relay without SMTPUTF8 could not send it to them alone (CARRIED).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 
 from patchbot.config import Config, ReplyConfig
 from patchbot.mail.headers import formatted_address
+from patchbot.outbox import needs_smtputf8, wire_address
 from patchbot.report import Reply
 from patchbot.safe_text import one_line
 from patchbot.store import SeriesRecord, Store, StoredTestRun, TestRequest
@@ -116,13 +119,27 @@ def superseded_audience(rules: ReplyConfig, readers: Readers) -> Audience:
     return _author_alone(readers, "superseded, author only")
 
 
-def command_audience(list_address: str | None, sender: str, done: frozenset[str]) -> Audience:
-    """Who hears the answer to a command mail: `sender` ("Name <addr>"), and the list when one of
-    the verbs `done` changes what it sees. A refusal has nothing done: it stays private."""
+def command_audience(list_address: str | None, sender: str, address: str, done: frozenset[str]) -> Audience:
+    """Who hears the answer to a command mail: `sender` ("Name <addr>" of `address`), and the list
+    when one of the verbs `done` changes what it sees. A refusal has nothing done: it stays
+    private, unless only SMTPUTF8 reaches the sender (see only_smtputf8_reaches)."""
     shown = sorted(done & LIST_COMMANDS)
     if list_address is not None and shown:
         return Audience((sender,), (list_address,), f"{', '.join(shown)} done")
+    if list_address is not None and only_smtputf8_reaches(address):
+        return Audience((list_address,), (sender,), CARRIED)
     return Audience((sender,), (), "sender only")
+
+
+# A reply meant for one person whose address has a non-ASCII local part ("jörg@exämple.com",
+# RFC 6532) reaches them only through a relay offering SMTPUTF8; without it the outbox sends a
+# reply to the list without that address (issue 11 item 6), and one to that person alone could
+# not go at all. Such a reply goes as before: To the list, Cc the person.
+CARRIED = "only SMTPUTF8 reaches the person: the list carries it"
+
+
+def only_smtputf8_reaches(address: str) -> bool:
+    return needs_smtputf8(wire_address(address))
 
 
 def is_clean_pass(summary: dict) -> bool:
@@ -178,12 +195,16 @@ def _everyone(readers: Readers, rule: str) -> Audience:
 
 
 def _author_alone(readers: Readers, rule: str) -> Audience:
+    if readers.cc_author and only_smtputf8_reaches(readers.author_address):
+        return _everyone(readers, CARRIED)
     if not readers.cc_author:
         return Audience((), (), rule + " (cc_author off: nobody)")
     return Audience((readers.author,), (), rule)
 
 
 def _asker(readers: Readers, facts: ResultFacts) -> Audience:
+    if only_smtputf8_reaches(facts.asker):
+        return Audience((readers.list_address,), (facts.asker,), CARRIED)
     cc = (readers.list_address,) if facts.asker_is_maintainer else ()
     if readers.cc_author and facts.asker != readers.author_address:
         cc += (readers.author,)

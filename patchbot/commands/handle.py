@@ -152,7 +152,7 @@ def command_reply(store: Store, config: Config, mail: MailRecord, body: str, don
     head = BytesParser(policy=compat32).parsebytes(store.raw_mail(mail.id), headersonly=True)
     references = message_ids_in(head.get("References", "")) or ((mail.facts.in_reply_to,) if mail.facts.in_reply_to else ())
     commander = formatted_address(mail.facts.sender_name, mail.facts.sender)  # never raises on "jörg@..." (RFC 6532)
-    audience = command_audience(config.mail.list_address, commander, done)
+    audience = command_audience(config.mail.list_address, commander, mail.facts.sender, done)
     return Reply(
         key=f"command/{mail.message_id}",
         series_id=series.id,

@@ -111,20 +111,32 @@ def test_a_clean_pass_is_every_suite_run_and_passed(summary, clean):
 
 def test_an_acknowledgement_goes_to_the_sender_alone():
     for verbs in ({"retest"}, {"status"}, {"help"}, {"test", "trust-deps"}, set()):
-        audience = command_audience(LIST, "Lukas <lukas@example.org>", frozenset(verbs))
+        audience = command_audience(LIST, "Lukas <lukas@example.org>", LUKAS, frozenset(verbs))
         assert (audience.to, audience.cc) == (("Lukas <lukas@example.org>",), ()), verbs
 
 
 @pytest.mark.parametrize("verb", ["apply", "ignore", "unignore"])
 def test_an_acknowledgement_of_a_command_that_changes_what_the_list_sees_cc_the_list(verb):
-    audience = command_audience(LIST, "Lukas <lukas@example.org>", frozenset({"status", verb}))
+    audience = command_audience(LIST, "Lukas <lukas@example.org>", LUKAS, frozenset({"status", verb}))
     assert (audience.to, audience.cc) == (("Lukas <lukas@example.org>",), (LIST,))
 
 
 def test_a_refusal_is_private():
     # Nothing was done: a stranger's "patchbot: apply" is refused to the stranger alone.
-    audience = command_audience(LIST, "Eve <eve@example.net>", frozenset())
+    audience = command_audience(LIST, "Eve <eve@example.net>", "eve@example.net", frozenset())
     assert (audience.to, audience.cc) == (("Eve <eve@example.net>",), ())
+
+
+def test_a_reply_for_one_person_only_smtputf8_reaches_is_carried_by_the_list():
+    # Without SMTPUTF8 the outbox sends to the list without that address: alone, it could not go.
+    joerg, name = "jörg@exämple.com", "Jörg <jörg@exämple.com>"
+    audience = command_audience(LIST, name, joerg, frozenset({"retest"}))
+    assert (audience.to, audience.cc) == ((LIST,), (name,))
+    readers = Readers(LIST, name, joerg, cc_author=True)
+    assert heard(FAILURES, facts(), readers) == ((LIST,), (name,))
+    assert heard(FAILURES, facts(asker=joerg), readers) == ((LIST,), (joerg,))
+    # An internationalised domain behind an ASCII name goes as punycode: private as usual.
+    assert command_audience(LIST, "Jo <jo@exämple.com>", "jo@exämple.com", frozenset()).to == ("Jo <jo@exämple.com>",)
 
 
 # -- the facts, from a real store ---------------------------------------------------------------
