@@ -30,7 +30,7 @@ from patchbot.pulls import Pulled, apply_pull
 from patchbot.results import SuiteResult, Verdict, compare
 from patchbot.store import SeriesRecord, Store
 from patchbot.suites import SuitePlan, plan_suites
-from patchbot.testreports import Outcome
+from patchbot.testreports import NAMES_VERSION, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def suite_key(suite: SuiteConfig, environment_key: str | None) -> str:
     (the key of every input it was built from), under the same rule: a changed environment
     command, key file or suite definition runs the base again (issue 12 item 5)."""
     fields = [suite.command, suite.workdir, suite.format, suite.result_path, suite.environment, suite.timeout_s,
-              environment_key, RULE_VERSION]
+              environment_key, RULE_VERSION, NAMES_VERSION]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
