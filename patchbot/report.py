@@ -144,8 +144,9 @@ def separate_from(store: Store, series: SeriesRecord) -> dict | None:
     if host is None:
         return None
     person = lambda name, addr: one_line(f"{name} <{addr}>" if name else addr, 200)  # noqa: E731
-    return {"sender": person(series.author_name, series.author), "author": person(host.author_name, host.author),
-            "title": one_line(host.title, 200)}
+    # Names and the title are the senders' words: each on lines of its own, indented.
+    return {"sender": wrapped(person(series.author_name, series.author), "  ", "    "),
+            "host": wrapped(f'"{one_line(host.title, 200)}" from {person(host.author_name, host.author)}', "  ", "    ")}
 
 
 def superseded_reply(store: Store, config: Config, series: SeriesRecord, newer: SeriesRecord | None, request: int) -> Reply:

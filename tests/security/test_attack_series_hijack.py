@@ -128,9 +128,9 @@ def test_attack_7_v2_of_a_patch_from_another_sender_does_not_take_over_the_serie
     assert str(reply["Subject"]) == "Re: [PATCH v2 2/2] Document info"
     assert str(reply["X-Patchbot-Series"]) == f"{mallorys.id}/v2"
     assert body(reply).startswith(
-        "This is a series of its own, from Mallory <mallory@evil.example>. It was sent in the\n"
-        "thread of Vera Example <vera@example.org>'s series \"Document the RPC\",\n"
-        "and does not replace it.\n")
+        "This is a series of its own, from:\n  Mallory <mallory@evil.example>\n"
+        "It was sent in the thread of another series and does not replace it:\n"
+        "  \"Document the RPC\" from Vera Example <vera@example.org>\n")
     assert LIST in str(reply["To"]) and "mallory@evil.example" in str(reply["Cc"])
     assert "vera@example.org" not in str(reply["To"]) + str(reply["Cc"])
     # Vera's own reply never said anything of the kind.

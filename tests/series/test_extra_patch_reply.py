@@ -37,4 +37,4 @@ def test_an_extra_patch_is_applied_with_its_series_and_the_reply_says_so(tmp_pat
         body = result_body(load_config(config), record, store.latest_test_run(record.id))
     finally:
         store.close()
-    assert "The series has more patches than announced: 2, and 1 more; all were applied in order." in body
+    assert "The series has more patches than announced: 2, and 1 more; all\nwere applied in order." in body
