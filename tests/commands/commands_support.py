@@ -21,8 +21,8 @@ from outbox.outbox_support import (  # the outbox tests' real SMTP server, confi
 from patchbot.intake import take_in
 from patchbot.sources import RawMail
 
-PHP_FIX = "<php-fix.0.git-send-email@example.org>"  # Kevin's patch: every suite passes
-PY_PORT = "<py-maintainer.0.git-send-email@example.org>"  # Frédéric's patch: 1 new failure
+PHP_FIX = "<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>"  # Kevin's patch: every suite passes
+PY_PORT = "<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>"  # Frédéric's patch: 1 new failure
 LUKAS = "Lukas Fleischer <lukas@example.org>"  # the maintainer of the sample config
 KEVIN = "Kevin Morris <kevin@example.org>"
 EVE = "Eve Passerby <eve@example.net>"

@@ -43,16 +43,16 @@ BOT_DOMAIN = "patchbot.example.org"
 # The sample's mails that open a tested series version (cover letter or single patch), in list
 # order, with the author and what the reply must say.
 SERIES_THREADS = {
-    "<php-fix.0.git-send-email@example.org>": ("Kevin Morris", "kevin@example.org"),
-    "<py-maintainer.0.git-send-email@example.org>": ("Frédéric Mangano", "fred@example.org"),
-    "<suggest-v1.0.git-send-email@example.org>": ("Filipe Laíns", "filipe@example.org"),
-    "<stale.0.git-send-email@example.org>": ("Eli Schwartz", "eli@example.org"),
-    "<suggest-v2.0.git-send-email@example.org>": ("Filipe Laíns", "filipe@example.org"),
+    "<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>": ("Kevin Morris", "kevin@example.org"),
+    "<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>": ("Frédéric Mangano", "fred@example.org"),
+    "<cover.1588755600.git.filipe.lains@archlinux.org>": ("Filipe Laíns", "filipe@example.org"),
+    "<1dcc13861481ed48c66909df6f226e1b5ef92b4a.1588842000.git.eli.schwartz@archlinux.org>": ("Eli Schwartz", "eli@example.org"),
+    "<cover.1589014800.git.filipe.lains@archlinux.org>": ("Filipe Laíns", "filipe@example.org"),
 }
-V1_COVER = "<suggest-v1.0.git-send-email@example.org>"
-V2_COVER = "<suggest-v2.0.git-send-email@example.org>"
-REVIEW = "<review.php-fix@example.org>"
-RETEST = "<retest.py-maintainer@example.org>"
+V1_COVER = "<cover.1588755600.git.filipe.lains@archlinux.org>"
+V2_COVER = "<cover.1589014800.git.filipe.lains@archlinux.org>"
+REVIEW = "<20200506140000.GA2817@lukas-laptop.archlinux.org>"
+RETEST = "<20200507110000.GB3012@lukas-laptop.archlinux.org>"
 
 @pytest.fixture(scope="module")
 def aurweb_repo(tmp_path_factory) -> Path:

@@ -21,15 +21,15 @@ from outbox_support import (
 
 # What each reply must say, by the Message-ID of the mail it answers.
 EXPECTED_TEXT = {
-    "<php-fix.0.git-send-email@example.org>": [
+    "<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>": [
         "This patch applied cleanly on master", "every suite passed"],
-    "<py-maintainer.0.git-send-email@example.org>": [
+    "<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>": [
         "This patch applied cleanly on master", "1 new failure.",
         "== python: new failure; passes on master ==", "::test_search_by_maintainer_is_left_to_php"],
     V1_COVER: [
         "v1 of this series applied cleanly on master", "1 new failure.",
         "== parity: new failure; skipped on master ==", "::test_same_answer[suggest]"],
-    "<stale.0.git-send-email@example.org>": [
+    "<1dcc13861481ed48c66909df6f226e1b5ef92b4a.1588842000.git.eli.schwartz@archlinux.org>": [
         "This patch did not apply on master", "patch 1/1 failed.", "aurweb/rpc.py, the hunk at line 1"],
     V2_COVER: [
         "v2 of this series applied cleanly on master", "every suite passed",
@@ -62,7 +62,7 @@ def delivered(aurweb_repo, tmp_path_factory):
         bot.close()
 
 
-PY_MAINTAINER = "<py-maintainer.0.git-send-email@example.org>"
+PY_MAINTAINER = "<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>"
 # The replies that answer a series (the test results), in the order they are sent: Lukas's
 # "patchbot: retest" in the Python port's thread gives it a second one.
 RESULT_THREADS = [*list(SERIES_THREADS)[:4], PY_MAINTAINER, V2_COVER]
@@ -135,7 +135,7 @@ def test_reply_headers(delivered, thread):
     assert reply.get_content_type() == "text/plain" and reply.get_content_charset() == "utf-8"
 
 
-@pytest.mark.parametrize("thread", ["<py-maintainer.0.git-send-email@example.org>", V1_COVER, V2_COVER])
+@pytest.mark.parametrize("thread", ["<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>", V1_COVER, V2_COVER])
 def test_non_ascii_author_names_are_encoded_words(delivered, thread):
     _, _, data = reply_to(delivered, thread)
     head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
@@ -171,11 +171,11 @@ def test_a_discussion_reply_gets_no_reply_and_a_retest_gets_two(delivered):
 
 def test_each_reply_was_sent_when_its_series_came_in(delivered):
     # A series is answered in the pass that follows its last mail, before later mails arrive.
-    assert delivered.sent_after["<php-fix.0.git-send-email@example.org>"] == 1
-    assert delivered.sent_after["<py-maintainer.0.git-send-email@example.org>"] == 2
-    assert delivered.sent_after["<suggest-v1.3.git-send-email@example.org>"] == 3
-    assert delivered.sent_after["<stale.0.git-send-email@example.org>"] == 4
-    assert delivered.sent_after["<suggest-v2.3.git-send-email@example.org>"] == 7
+    assert delivered.sent_after["<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>"] == 1
+    assert delivered.sent_after["<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>"] == 2
+    assert delivered.sent_after["<a736de491107c8c8f35cc797b8958fcb6b147975.1588755600.git.filipe.lains@archlinux.org>"] == 3
+    assert delivered.sent_after["<1dcc13861481ed48c66909df6f226e1b5ef92b4a.1588842000.git.eli.schwartz@archlinux.org>"] == 4
+    assert delivered.sent_after["<0af24b5cdfa8b25a65145ab6d9393b9dd2ce150f.1589014800.git.filipe.lains@archlinux.org>"] == 7
 
 
 def test_the_cli_ingest_and_run_make_the_same_replies(aurweb_repo, tmp_path, delivered):
@@ -197,15 +197,17 @@ def test_the_cli_ingest_and_run_make_the_same_replies(aurweb_repo, tmp_path, del
     assert len(handler.messages) == 5
     rows = outbox_rows(tmp_path / "patchbot.db")
     assert [(row["status"], row["attempts"]) for row in rows] == [("sent", 1)] * 5
-    # The same keys give the same Message-IDs, and the same words (durations aside).
+    # The same keys give the same headers and words (durations aside); two databases never the
+    # same Message-ID (issue 13: its id is made of the database's instance id and the key).
     in_process = {}  # the first reply in each thread (the CLI runs get no retest)
     for _, _, data in delivered.handler.messages:
         in_process.setdefault(str(parse(data)["In-Reply-To"]), parse(data))
     for sender, recipients, data in handler.messages:
         reply = parse(data)
         twin = in_process[str(reply["In-Reply-To"])]
-        for name in ("Message-ID", "Subject", "To", "Cc", "References", "X-Patchbot-Series", "Auto-Submitted"):
+        for name in ("Subject", "To", "Cc", "References", "X-Patchbot-Series", "Auto-Submitted"):
             assert str(reply[name]) == str(twin[name]), name
+        assert str(reply["Message-ID"]) != str(twin["Message-ID"])
         assert _without_durations(reply.get_content()) == _without_durations(twin.get_content())
 
 
@@ -225,14 +227,14 @@ def _log_command(body: str) -> list[str]:
 
 
 def test_the_log_command_a_reply_names_prints_the_log(delivered):
-    body = parse(reply_to(delivered, "<py-maintainer.0.git-send-email@example.org>")[2]).get_content()
+    body = parse(reply_to(delivered, "<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>")[2]).get_content()
     result = cli(delivered.bot.config_path, *_log_command(body))
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert "test_search_by_maintainer_is_left_to_php" in result.stdout.decode()
 
 
 def test_a_reply_to_a_series_that_did_not_apply_names_no_missing_log(delivered):
-    body = parse(reply_to(delivered, "<stale.0.git-send-email@example.org>")[2]).get_content()
+    body = parse(reply_to(delivered, "<1dcc13861481ed48c66909df6f226e1b5ef92b4a.1588842000.git.eli.schwartz@archlinux.org>")[2]).get_content()
     if "patchbot log" not in body:
         return
     result = cli(delivered.bot.config_path, *_log_command(body))

@@ -24,7 +24,7 @@ from patchbot.store import Store
 
 JOERG = "Jörg <jörg@exämple.com>"
 JOERG_ADDRESS = "jörg@exämple.com"
-PHP_FIX = "<php-fix.0.git-send-email@example.org>"
+PHP_FIX = "<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>"
 SERIES = "<joerg-fix.0@example.com>"
 
 

@@ -18,8 +18,8 @@ from outbox.outbox_support import (
 )
 from patchbot.sources import RawMail
 
-PY_PORT = "<py-maintainer.0.git-send-email@example.org>"
-STALE = "<stale.0.git-send-email@example.org>"
+PY_PORT = "<291a64ed83cadbe85faf018306428c8a67fbb503.1588680000.git.frederic.mangano@archlinux.org>"
+STALE = "<1dcc13861481ed48c66909df6f226e1b5ef92b4a.1588842000.git.eli.schwartz@archlinux.org>"
 AGAIN = "<php-fix-again.0.git-send-email@example.org>"  # Kevin's second patch: it passes
 KEVIN_ADDRESS, LUKAS_ADDRESS, EVE_ADDRESS = "kevin@example.org", "lukas@example.org", "eve@example.net"
 
@@ -100,7 +100,7 @@ def only(month: Month, name: str, answers: str | None = None) -> Heard:
 
 def test_first_time_contributors_results_reach_the_list_pass_or_fail(month):
     # Each is answered in the pass after the mail that completes its series.
-    for last, thread in ((PHP_FIX, PHP_FIX), (PY_PORT, PY_PORT), ("<suggest-v1.3.git-send-email@example.org>", V1_COVER),
+    for last, thread in ((PHP_FIX, PHP_FIX), (PY_PORT, PY_PORT), ("<a736de491107c8c8f35cc797b8958fcb6b147975.1588755600.git.filipe.lains@archlinux.org>", V1_COVER),
                          (STALE, STALE)):
         result = only(month, last, thread)
         assert (result.to, result.cc) == ((LIST,), (result.envelope[1],)) and result.envelope[0] == LIST, result
@@ -108,7 +108,7 @@ def test_first_time_contributors_results_reach_the_list_pass_or_fail(month):
 
 
 def test_a_pass_that_fixes_a_failure_the_list_heard_reaches_the_list(month):
-    v2 = only(month, "<suggest-v2.3.git-send-email@example.org>")
+    v2 = only(month, "<0af24b5cdfa8b25a65145ab6d9393b9dd2ce150f.1589014800.git.filipe.lains@archlinux.org>")
     assert v2.answers == V2_COVER and "every suite passed" in v2.body
     assert (v2.to, v2.cc) == ((LIST,), ("filipe@example.org",))
 

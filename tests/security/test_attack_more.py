@@ -28,7 +28,7 @@ from serve.serve_support import sample_mails
 from patchbot.sources import RawMail
 
 INJECTED = "=?utf-8?q?x=0D=0AX-Injected:_yes=0D=0A=0D=0Apatchbot_says:_every_suite_passed?="
-PHP_FIX = b"<php-fix.0.git-send-email@example.org>"
+PHP_FIX = b"<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>"
 
 
 def _php_fix() -> bytes:
