@@ -476,7 +476,7 @@ def _run_alone(test: str) -> str:
     if script := _TAP_SCRIPT_TEST.match(shown):
         return f"bash {shlex.quote(script.group(1))} -v"
     if _PYTEST_ID.match(shown) and len(shown) <= NAME_WIDTH:
-        return f"python -m pytest {shlex.quote(shown)}"
+        return f"python3 -m pytest {shlex.quote(shown)}"  # Debian has no `python` outside a venv
     return ""
 
 

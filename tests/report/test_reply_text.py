@@ -198,7 +198,7 @@ def test_a_new_failure_shows_the_failing_assertion_not_the_logs_tail(pytest_case
     assert text.split("To reproduce:\n", 1)[1].split("\n\n")[0].splitlines() == [
         "  git checkout f27858c12236", "  patchbot series mbox 7 > series.mbox   # on the test machine",
         "  git am -3 --patch-format=mboxrd series.mbox", "  # the suite python, as patchbot ran it", f"  {PYTEST}",
-        "  # the new failure alone, with its output", "  python -m pytest test_rpc.py::test_count"]
+        "  # the new failure alone, with its output", "  python3 -m pytest test_rpc.py::test_count"]
 
 
 def test_a_failure_in_a_helper_shows_the_call_and_the_assertion(pytest_cases):
