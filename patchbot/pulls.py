@@ -40,7 +40,7 @@ _SINCE = re.compile(r"^The following changes since commit\s+([0-9a-fA-F]{7,64}):
 _UP_TO = re.compile(r"^for you to fetch changes up to\s+([0-9a-fA-F]{7,64}):?[ \t]*$", re.MULTILINE | re.IGNORECASE)
 _NO_REF = re.compile(r"couldn't find remote ref", re.IGNORECASE)
 _NO_REPOSITORY = re.compile(r"does not appear to be a git repository|repository '.*' not found", re.IGNORECASE)
-SIZE_POLL_S = 0.2
+SIZE_POLL_S = 0.2  # how often a fetch's packs are measured against pull_max_mb
 
 
 @dataclass(frozen=True)
