@@ -395,7 +395,9 @@ def _code_dedented(text: str) -> str:
 
 
 def _conflict_line(conflict: dict) -> str:
-    return one_line(conflict["path"], NAME_WIDTH) + (f", the hunk at line {conflict['line']}" if conflict["line"] else "")
+    """A file that did not apply, indented by 2: a long path alone on its line, the hunk's line below."""
+    line = one_line(conflict["path"], NAME_WIDTH) + (f", the hunk at line {conflict['line']}" if conflict["line"] else "")
+    return wrapped(line, "  ", "    ")
 
 
 def _log_hint(config: Config, run: StoredTestRun, suites: list[dict]) -> str:
