@@ -37,6 +37,12 @@ class Apply:
                    " the series you mean is pushed; refused when it has new failures, unless \"force\"")
 
     def run(self, context: CommandContext, series: SeriesRecord, args: tuple[str, ...]) -> CommandOutcome:
+        if series.kind == "pull":
+            # Applying means git am of the patch mails; a pull request's code is its fetched
+            # branch, which its maintainer merges (as the tested merge did) with git pull.
+            where = f" {series.pull.url} {series.pull.ref or ''}".rstrip() if series.pull else ""
+            return CommandOutcome.refused("this is a pull request: patchbot applies patch series only;"
+                                          f" merge it with \"git pull{where}\"")
         force = bool(args) and args[-1] == "force"
         named = args[:-1] if force else args
         if len(named) != 2:

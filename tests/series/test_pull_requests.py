@@ -230,3 +230,20 @@ def test_a_pull_without_tip_or_base_lines_keeps_what_it_says():
     assert parse_pull_request("https://git.kernel.org/x.git for-linus", "Please pull.\n") == PullRequest(
         "https://git.kernel.org/x.git", "for-linus", None, None)
     assert parse_pull_request(None, "The following changes since commit 1234567:\n") is None
+
+
+def test_apply_of_a_pull_request_is_refused_with_the_git_pull_to_run(repo, store, tmp_path):
+    """`patchbot: apply` applies patch mails with git am; a pull request's code is its branch."""
+    from patchbot.commands import CommandContext
+    from patchbot.commands.apply import Apply
+    from patchbot.config import Config
+
+    branch(repo.path, "rpc-fixes", {"aurweb/rpc.py": "# fixed\n"})
+    url = f"file://{repo.path}"
+    outcome = file_in(store, pull_mail(request_pull(repo.path, "master", url, "rpc-fixes"),
+                                       "[GIT PULL] aurweb: RPC fixes", "pull9@example.org"))
+    config = Config(repository=RepositoryConfig(url=str(repo.path), push_url=str(tmp_path / "pushed.git")))
+    context = CommandContext(store, config, tmp_path, store.mail_by_id(outcome.mail_id), "lukas@example.org")
+    result = Apply().run(context, store.series(outcome.series_id), ("master", "v1"))
+    assert result.status.value == "refused"
+    assert f'merge it with "git pull {url} rpc-fixes"' in result.text
