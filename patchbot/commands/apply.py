@@ -69,6 +69,11 @@ class Apply:
             return CommandOutcome.refused(
                 f"its last test (run {run.id}) found {new} new failure{'s' if new != 1 else ''};"
                 f" \"patchbot: apply {branch} {which} force\" applies it anyway")
+        unjudged = [suite["name"] for suite in run.summary["suites"] if suite["status"] in ("infra-error", "timeout")]
+        if unjudged and not force:
+            return CommandOutcome.refused(
+                f"its last test (run {run.id}) could not judge it: {', '.join(unjudged)} did not give a result;"
+                f" \"patchbot: apply {branch} {which} force\" applies it anyway")
         return _apply_and_push(context, series, branch, repository.push_url)
 
 

@@ -236,6 +236,27 @@ def test_apply_is_refused_with_new_failures_and_done_with_force(make, bare):
     assert git("rev-parse", "master~1", cwd=bare).strip() == before
 
 
+def test_apply_is_refused_when_the_last_test_could_not_judge_and_done_with_force(make, bare):
+    """A run the machine failed (kept for the operator, never mailed) is no verdict to push on."""
+    before = git("rev-parse", "master", cwd=bare).strip()
+    s = make(push_url=bare)
+    store = s.bot.store
+    series = store.series(store.mail(PHP_FIX).series_id)
+    tested = store.latest_test_run(series.id)
+    summary = {**tested.summary, "outcome": "infra-error",
+               "suites": [{**suite, "status": "infra-error", "new_failures": []} for suite in tested.summary["suites"]]}
+    with store.transaction():
+        store.add_test_run(series.id, tested.started_at, summary, tested.tip)
+    refused = command_mail("patchbot: apply master v1\n")
+    s.send(refused)
+    assert "could not judge it: " in s.answer_to(refused)
+    assert "\"patchbot: apply master v1 force\" applies it anyway" in s.answer_to(refused)
+    assert git("rev-parse", "master", cwd=bare).strip() == before
+    forced = command_mail("patchbot: apply master v1 force\n")
+    s.send(forced)
+    assert "applied to master and pushed" in s.answer_to(forced)
+
+
 # -- DKIM ---------------------------------------------------------------------------------------
 
 
