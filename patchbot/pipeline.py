@@ -61,7 +61,8 @@ def request_tests(context: Context) -> None:
     note instead of a test, so that every version hears back once."""
     now = datetime.now(timezone.utc)
     for series in context.store.all_series():
-        if series.ignored or not series.patches or (series.obsolete and not series.complete):
+        # A pull request's code is its branch: a [PULL 0/N] cover whose patches never come is tested.
+        if series.ignored or (not series.patches and series.pull is None) or (series.obsolete and not series.complete):
             continue
         try:
             _request_test_of(context, series, now)

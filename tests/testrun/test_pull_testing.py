@@ -128,6 +128,24 @@ def test_a_qemu_pull_cover_is_tested_by_its_pull(upstream, maintainer, tmp_path)
     assert [patch["number"] for patch in shown["patches"]] == [1, 2] and shown["complete"]
 
 
+def test_a_pull_cover_whose_patches_never_come_is_tested_after_the_grace_period(upstream, maintainer, tmp_path):
+    """The patches of a [PULL 0/N] are its record; what is tested is the branch its cover names."""
+    maintainer.commit("rpc: say where the search starts", maintainer.replace("aurweb/rpc.py", "def ", "# The search.\ndef "))
+    cover, *_ = qemu_pull(maintainer.path, "origin/master", f"file://{maintainer.path}", "rpc-fixes", "RPC fixes", "qemu")
+    bot = Bot(upstream, tmp_path)
+    bot.config.write_text(bot.config.read_text() + "\n[serve]\ngrace = 0.01\n")
+    bot("ingest", "-", stdin=cover)
+    bot("run")
+    store = Store(bot.db)
+    try:
+        [series] = store.all_series()
+        run = store.latest_test_run(series.id)
+    finally:
+        store.close()
+    assert series.kind == "pull" and series.patches == () and run is not None
+    assert run.summary["applied"] and run.summary["head"] and run.summary["pull"]["tip"] == head_of(maintainer)
+
+
 def test_a_pull_that_breaks_a_test_fails_it(upstream, maintainer, tmp_path):
     maintainer.commit("rpc: sort search results by popularity",
                       maintainer.replace("aurweb/rpc.py", "WHERE {where} ORDER BY p.Name", "WHERE {where} ORDER BY p.Name DESC"))
