@@ -1211,6 +1211,11 @@ class Store:
         ).fetchone()
         return _result_from(json.loads(row[0])) if row else None
 
+    def base_results_of(self, base_commit: str) -> list[SuiteResult]:
+        """Every kept base result of one commit, whatever its suite key (bench/aurweb's table)."""
+        rows = self._db.execute("SELECT result FROM base_results WHERE base_commit = ? ORDER BY rowid", (base_commit,))
+        return [_result_from(json.loads(row[0])) for row in rows.fetchall()]
+
     def keep_base_result(self, base_commit: str, suite_key: str, result: SuiteResult) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO base_results (base_commit, suite, suite_key, result) VALUES (?, ?, ?, ?)",
