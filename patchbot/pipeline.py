@@ -258,11 +258,13 @@ def send_replies(context: Context) -> None:
                        Delivery.FAILED: "replies failed"}[outcome.result])
 
 
-# The pipeline, in order.
+# The pipeline, in order. A series' own first test is requested before the commands of the
+# same pass act, so that a retest sent in the same burst as its patch is a second test, as it
+# is when the burst is split over two passes (the answer does not depend on delivery timing).
 STAGES: tuple[tuple[str, Callable[[Context], None]], ...] = (
     ("file mail", file_mail),
-    ("handle commands", handle_commands),
     ("request tests", request_tests),
+    ("handle commands", handle_commands),
     ("run tests", run_tests),
     ("send replies", send_replies),
 )

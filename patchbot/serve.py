@@ -2,7 +2,7 @@
 
 Sources (LMTP, Maildir, IMAP) only store mail, each on its own thread, and wake the
 scheduler. The scheduler, on the main thread, runs the pipeline's short stages in order (file
-mail, handle commands, request tests, send replies) and hands claimed test requests to at most
+mail, request tests, handle commands, send replies) and hands claimed test requests to at most
 `[serve] workers` worker threads. Everything a stage acts on is in the store first, under a
 claim, so a restart resumes where a crash left off and answers nothing twice.
 

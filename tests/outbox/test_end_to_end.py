@@ -18,6 +18,7 @@ from outbox_support import (
     message_id_of, outbox_rows, parse, sample_mails, smtp_server, split_before_v2, write_config,
     write_mail_files,
 )
+from patchbot.intake import take_in
 
 # What each reply must say, by the Message-ID of the mail it answers.
 EXPECTED_TEXT = {
@@ -239,3 +240,19 @@ def test_a_reply_to_a_series_that_did_not_apply_names_no_missing_log(delivered):
         return
     result = cli(delivered.bot.config_path, *_log_command(body))
     assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def test_a_retest_delivered_in_one_burst_with_its_patch_is_a_second_test(aurweb_repo, tmp_path):
+    """What the list hears must not depend on delivery timing: a burst that came in before the
+    first pass once let the retest absorb the series' own first test (serve's test saw 6
+    replies instead of 7 on a loaded machine)."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        bot = Bot(write_config(tmp_path, aurweb_repo, port))
+        for raw in sample_mails(commands=True):
+            if message_id_of(raw.data) in (PY_MAINTAINER, RETEST):
+                take_in(bot.store, raw)
+        bot.run()
+        bot.close()
+    threads = [str(parse(data)["In-Reply-To"]) for _, _, data in handler.messages]
+    assert sorted(threads) == sorted([PY_MAINTAINER, PY_MAINTAINER, RETEST]), threads
