@@ -1,5 +1,5 @@
 """Allow `python -m patchbot`."""
 
-from patchbot.cli import main
+from patchbot.cli.entry import main
 
 raise SystemExit(main())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from gitmail import PatchRepo
 
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchbot.demo import free_port
+from patchbot.demo.run import free_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 NOT_INSTALLED = "dovecot not installed: run .ci/setup (Debian package dovecot-imapd)"

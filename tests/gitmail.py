@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from patchbot.intake import take_in
+from patchbot.series.intake import take_in
 from patchbot.sources import RawMail
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Jane Doe", "GIT_AUTHOR_EMAIL": "jane@example.org",

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import re
 
-from patchbot.apply import BaseChoice, GitError, PatchMail, apply_series, ensure_mirror, fetch, git, remove_worktree, resolve
-from patchbot.commands import CommandContext, CommandOutcome, latest_run_of_current
+from patchbot.testing.apply import (
+    BaseChoice, GitError, PatchMail, apply_series, ensure_mirror, fetch, git, remove_worktree, resolve,
+)
+from patchbot.commands.protocol import CommandContext, CommandOutcome, latest_run_of_current
 from patchbot.commands.authorize import MAINTAINER
 from patchbot.commands.identity import identify
-from patchbot.config import Config
+from patchbot.config.records import Config
 from patchbot.mail.headers import address_of
-from patchbot.store import SeriesRecord, Store
+from patchbot.store.database import Store
+from patchbot.store.records import SeriesRecord
 
 REVIEW_TRAILERS = ("Reviewed-by", "Acked-by", "Tested-by")
 _BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")

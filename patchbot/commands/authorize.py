@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from patchbot.config import Config
-from patchbot.store import SeriesRecord
+from patchbot.config.records import Config
+from patchbot.store.records import SeriesRecord
 
 MAINTAINER = "maintainer"
 AUTHOR = "author"

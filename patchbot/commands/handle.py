@@ -15,20 +15,22 @@ from email.parser import BytesParser
 from email.policy import compat32
 from pathlib import Path
 
-from patchbot.audience import command_audience
-from patchbot.commands import CommandContext, CommandOutcome, Status, all_commands
+from patchbot.reply.audience import command_audience
+from patchbot.commands.protocol import CommandContext, CommandOutcome, Status
+from patchbot.commands.registry import all_commands
 from patchbot.commands.authorize import AUTHOR, MAINTAINER, ROLES, Decision, authorize
 from patchbot.commands.identity import freshness_refusal, identify
 from patchbot.commands.parse import CommandLine, CommandText, commands_in_mail
-from patchbot.config import Config
-from patchbot.intake import set_aside_if_it_raises
-from patchbot.loops import reason_not_to_answer
+from patchbot.config.records import Config
+from patchbot.series.intake import set_aside_if_it_raises
+from patchbot.reply.loops import reason_not_to_answer
 from patchbot.mail.headers import formatted_address, message_ids_in
-from patchbot.claims import CLAIMER, claimer_alive
-from patchbot.outbox import enqueue
-from patchbot.render import render
-from patchbot.report import Reply, reply_subject
-from patchbot.store import MailRecord, SeriesRecord, Store
+from patchbot.store.claims import CLAIMER, claimer_alive
+from patchbot.reply.outbox import enqueue
+from patchbot.text.render import render
+from patchbot.reply.report import Reply, reply_subject
+from patchbot.store.database import Store
+from patchbot.store.records import MailRecord, SeriesRecord
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from patchbot.commands import CommandContext, CommandOutcome, all_commands
+from patchbot.commands.protocol import CommandContext, CommandOutcome
+from patchbot.commands.registry import all_commands
 from patchbot.commands.authorize import AUTHOR, MAINTAINER
-from patchbot.render import render
-from patchbot.store import SeriesRecord
+from patchbot.text.render import render
+from patchbot.store.records import SeriesRecord
 
 
 class Help:

@@ -25,10 +25,11 @@ from email.parser import BytesParser
 from email.policy import compat32
 
 from patchbot.commands import dkim
-from patchbot.config import Config
+from patchbot.config.records import Config
 from patchbot.mail import MailRejected, parse_mail
 from patchbot.mail.headers import address_of, addresses_of, date_of, message_id_of, message_ids_in, text_of
-from patchbot.store import MailRecord, Store
+from patchbot.store.database import Store
+from patchbot.store.records import MailRecord
 
 # Where a list that rewrote From for DMARC keeps the original sender, in the order trusted.
 ORIGINAL_SENDER_HEADERS = ("x-original-from", "reply-to")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from patchbot.commands import CommandContext, CommandOutcome
+from patchbot.commands.protocol import CommandContext, CommandOutcome
 from patchbot.commands.authorize import AUTHOR, MAINTAINER
-from patchbot.store import SeriesRecord
+from patchbot.store.records import SeriesRecord
 
 
 class Retest:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from patchbot.commands import CommandContext, CommandOutcome
+from patchbot.commands.protocol import CommandContext, CommandOutcome
 from patchbot.commands.authorize import AUTHOR, MAINTAINER
-from patchbot.render import render
-from patchbot.report import result_context
-from patchbot.store import SeriesRecord
+from patchbot.text.render import render
+from patchbot.reply.report import result_context
+from patchbot.store.records import SeriesRecord
 
 
 class Status:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from patchbot.apply import ensure_mirror, resolve_fetching
-from patchbot.commands import CommandContext, CommandOutcome
+from patchbot.testing.apply import ensure_mirror, resolve_fetching
+from patchbot.commands.protocol import CommandContext, CommandOutcome
 from patchbot.commands.authorize import MAINTAINER
 from patchbot.commands.retest import queue_test
-from patchbot.store import SeriesRecord
+from patchbot.store.records import SeriesRecord
 
 # A ref is given to git: no option ("-x"), no range or revision expression.
 _REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,200}$")

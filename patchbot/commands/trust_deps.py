@@ -1,7 +1,7 @@
 """`patchbot: trust-deps`: let this series' changed dependency files build with network, and retest.
 
 A series that changes an environment's key files (setup.py, requirements.txt...) gets an
-environment built from them without network (patchbot.environments); when that does not build,
+environment built from them without network (patchbot.testing.environments); when that does not build,
 its suites wait for a maintainer, who reads the files and answers with this command. The trust
 is recorded for exactly the files of the series' last test (their digest): a later version, or
 the same patches on another base giving other files, needs its own.
@@ -9,10 +9,10 @@ the same patches on another base giving other files, needs its own.
 
 from __future__ import annotations
 
-from patchbot.commands import CommandContext, CommandOutcome, latest_run_of_current
+from patchbot.commands.protocol import CommandContext, CommandOutcome, latest_run_of_current
 from patchbot.commands.authorize import MAINTAINER
 from patchbot.commands.retest import queue_test
-from patchbot.store import SeriesRecord
+from patchbot.store.records import SeriesRecord
 
 
 class TrustDeps:

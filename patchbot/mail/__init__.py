@@ -29,7 +29,7 @@ from patchbot.mail.headers import (
 )
 from patchbot.mail.subject import Subject, parse_subject
 from patchbot.mail.trailers import Trailer, parse_trailers
-from patchbot.pulls import PullRequest, parse_pull_request
+from patchbot.series.pulls import PullRequest, parse_pull_request
 
 __all__ = ["Kind", "MailRejected", "ParsedMail", "RejectReason", "parse_mail", "synthetic_message_id"]
 

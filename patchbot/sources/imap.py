@@ -14,10 +14,10 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from patchbot.config import ImapSourceConfig
-from patchbot.intake import keep
+from patchbot.config.records import ImapSourceConfig
+from patchbot.series.intake import keep
 from patchbot.sources import RawMail, UnreadableSource
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 log = logging.getLogger(__name__)
 

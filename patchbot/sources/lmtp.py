@@ -15,9 +15,9 @@ from pathlib import Path
 from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
 
-from patchbot.intake import keep
+from patchbot.series.intake import keep
 from patchbot.sources import RawMail
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 log = logging.getLogger(__name__)
 

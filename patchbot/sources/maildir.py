@@ -15,10 +15,10 @@ import logging
 import os
 from pathlib import Path
 
-from patchbot.config import MaildirSourceConfig
-from patchbot.intake import keep
+from patchbot.config.records import MaildirSourceConfig
+from patchbot.series.intake import keep
 from patchbot.sources import RawMail, UnreadableSource
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 log = logging.getLogger(__name__)
 

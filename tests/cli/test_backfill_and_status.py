@@ -8,11 +8,11 @@ from pathlib import Path
 
 from test_ingest_command import SINGLE_PATCH, patchbot
 
-from patchbot.claims import CLAIMER
-from patchbot.config import Config
-from patchbot.intake import HISTORY
-from patchbot.pipeline import Context, request_tests
-from patchbot.store import Store
+from patchbot.store.claims import CLAIMER
+from patchbot.config.records import Config
+from patchbot.series.intake import HISTORY
+from patchbot.service.pipeline import Context, request_tests
+from patchbot.store.database import Store
 
 COMMAND_REPLY = b"""From: Lukas Fleischer <lukas@example.org>
 To: aur-dev@lists.archlinux.org

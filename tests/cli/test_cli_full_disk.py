@@ -6,7 +6,7 @@ from __future__ import annotations
 from store.small_disk import small_disk
 from test_ingest_command import SINGLE_PATCH, patchbot
 
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 
 def test_ingest_on_a_full_disk_exits_75_and_the_mail_goes_in_once_there_is_room(tmp_path):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.cli import anchor_paths, build_parser
-from patchbot.sample import build_sample_repo, write_sample_config
-from patchbot.sandbox import sandbox_available
+from patchbot.cli.entry import anchor_paths
+from patchbot.cli.parser import build_parser
+from patchbot.demo.sample import build_sample_repo, write_sample_config
+from patchbot.testing.sandbox import sandbox_available
 
 GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
 

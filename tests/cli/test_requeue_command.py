@@ -6,8 +6,8 @@ import json
 
 from test_ingest_command import SINGLE_PATCH, patchbot
 
-from patchbot.intake import set_aside
-from patchbot.store import Store
+from patchbot.series.intake import set_aside
+from patchbot.store.database import Store
 
 OTHER_PATCH = SINGLE_PATCH.replace(b"<single.1@", b"<single.9@").replace(b"return an error", b"say why")
 

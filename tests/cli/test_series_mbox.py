@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.sample import SAMPLE_MAILS, build_sample_repo, write_sample_config
+from patchbot.demo.sample import SAMPLE_MAILS, build_sample_repo, write_sample_config
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Jane Doe", "GIT_AUTHOR_EMAIL": "jane@example.org", "GIT_COMMITTER_NAME": "Am",
            "GIT_COMMITTER_EMAIL": "am@example.org", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",

@@ -15,10 +15,10 @@ from email.utils import formatdate
 from pathlib import Path
 
 
-from outbox.outbox_support import (  # the outbox tests' real SMTP server, config and bot
+from reply.outbox_support import (  # the outbox tests' real SMTP server, config and bot
     LIST, REVIEW, Bot, Handler, message_id_of, parse, sample_mails, smtp_server, write_config,
 )
-from patchbot.intake import take_in
+from patchbot.series.intake import take_in
 from patchbot.sources import RawMail
 
 PHP_FIX = "<eecb1bf90a5fe1c18399bcf9e2ccdfdcbbb76540.1588582800.git.kevin.morris@archlinux.org>"  # Kevin's patch: every suite passes

@@ -12,10 +12,10 @@ import pytest
 from commands_support import (
     DkimKeys, EVE, KEVIN, LUKAS, PHP_FIX, PY_PORT, build_tested_db, command_mail, git, session_maker,
 )
-from outbox.outbox_support import aurweb_repo  # noqa: F401 - module-scoped: the sample repository
-from outbox.outbox_support import BOT, message_id_of
+from reply.outbox_support import aurweb_repo  # noqa: F401 - module-scoped: the sample repository
+from reply.outbox_support import BOT, message_id_of
 
-from patchbot.intake import take_in
+from patchbot.series.intake import take_in
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import pytest
 
 from commands_support import SIGNED_HEADERS, DkimKeys
 from patchbot.commands.identity import freshness_refusal, identify
-from patchbot.config import CommandsConfig, Config, MailConfig, load_config
-from patchbot.intake import take_in
+from patchbot.config.load import load_config
+from patchbot.config.records import CommandsConfig, Config, MailConfig
+from patchbot.series.intake import take_in
 from patchbot.mail import parse_mail
 from patchbot.sources import RawMail
 

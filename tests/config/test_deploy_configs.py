@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.config import load_config
-from patchbot.suites import matches, plan_suites
+from patchbot.config.load import load_config
+from patchbot.testing.plan import matches, plan_suites
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PINNED = DEPLOY / "aurweb" / "pinned-requirements"
@@ -111,7 +111,7 @@ def test_pinned_requirements_refuse_a_line_that_is_not_a_pin(tmp_path):
 def test_aurweb_suites_without_mariadb_are_the_machines_failure_not_a_verdict(tmp_path, suite):
     """Trees of 2022 need MariaDB (conftest.py, spawn's :8002 front); without it the command
     stops before any test with exit 127, which patchbot reads as the machine's failure."""
-    from patchbot.execute import CANNOT_START
+    from patchbot.testing.executors.local import CANNOT_START
 
     tree = tmp_path / "tree"
     for name, text in {"conf/config.dev": "[database]\nbackend = mysql\nname = aurweb\nsocket = /x\n",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from patchbot.config import ConfigError, load_config
+from patchbot.config.load import load_config
+from patchbot.config.records import ConfigError
 
 GOOD = """
 [store]

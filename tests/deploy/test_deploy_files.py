@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.config import load_config
+from patchbot.config.load import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

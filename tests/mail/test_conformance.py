@@ -23,11 +23,11 @@ from patchwork_corpus import AVAILABLE, MISSING_REASON, PATCHWORK, entries, mail
 if not AVAILABLE:
     pytest.skip(MISSING_REASON, allow_module_level=True)
 
-from patchbot.cli import main as patchbot_main  # noqa: E402
-from patchbot.intake import Status, take_in  # noqa: E402
+from patchbot.cli.entry import main as patchbot_main  # noqa: E402
+from patchbot.series.intake import Status, take_in  # noqa: E402
 from patchbot.mail.diff import FileChange, files_touched, split_text  # noqa: E402
-from patchbot.show import mail_object  # noqa: E402
-from patchbot.store import Store  # noqa: E402
+from patchbot.cli.show import mail_object  # noqa: E402
+from patchbot.store.database import Store  # noqa: E402
 
 DEVIATIONS = {
     "mail/0007-cvs-format-diff.mbox": (

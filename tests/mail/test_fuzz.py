@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from patchbot.cli import main as patchbot_main
-from patchbot.intake import Status, take_in
+from patchbot.cli.entry import main as patchbot_main
+from patchbot.series.intake import Status, take_in
 from patchbot.mail import MailRejected, ParsedMail, message_id_for, parse_mail
-from patchbot.show import mail_object
+from patchbot.cli.show import mail_object
 from patchbot.sources import RawMail
-from patchbot.store import Store
+from patchbot.store.database import Store
 from patchwork_corpus import MISSING_REASON, corpus_files, mails_of
 
 # Stores made per example live in RAM where we can: SQLite's fsyncs would dominate the run.

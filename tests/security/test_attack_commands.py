@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))  # 
 from commands_support import (  # noqa: E402
     LUKAS, PHP_FIX, PY_PORT, SIGNED_HEADERS, DkimKeys, build_tested_db, command_mail, git, session_maker,
 )
-from outbox.outbox_support import LIST, aurweb_repo  # noqa: E402,F401 - aurweb_repo: a fixture
+from reply.outbox_support import LIST, aurweb_repo  # noqa: E402,F401 - aurweb_repo: a fixture
 
-from patchbot.config import load_config  # noqa: E402
+from patchbot.config.load import load_config  # noqa: E402
 from patchbot.sources import RawMail  # noqa: E402
 
 MALLORY = "Mallory <mallory@evil.example>"

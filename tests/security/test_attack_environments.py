@@ -25,16 +25,18 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from patchbot.commands import CommandContext, Status
+from patchbot.commands.protocol import CommandContext, Status
 from patchbot.commands.trust_deps import TrustDeps
-from patchbot.config import Config, LimitsConfig, SuiteConfig, load_config
-from patchbot.environments import read_key_files
-from patchbot.execute import Workspace, run_suite
-from patchbot.report import result_context
-from patchbot.sample import build_sample_repo, write_sample_config
-from patchbot.sandbox import sandbox_available
-from patchbot.store import Store
-from patchbot.testreports import Outcome
+from patchbot.config.load import load_config
+from patchbot.config.records import Config, LimitsConfig, SuiteConfig
+from patchbot.testing.environments import read_key_files
+from patchbot.testing.executors.local import run_suite
+from patchbot.testing.executors.protocol import Workspace
+from patchbot.reply.report import result_context
+from patchbot.demo.sample import build_sample_repo, write_sample_config
+from patchbot.testing.sandbox import sandbox_available
+from patchbot.store.database import Store
+from patchbot.testing.reports import Outcome
 
 pytestmark = pytest.mark.skipif(sandbox_available() is not None, reason=f"no sandbox: {sandbox_available()}")
 

@@ -16,16 +16,16 @@ import sqlite3
 import time
 
 import pytest
-from serve.serve_support import ServiceUnderTest, parsed, sample_repo, series_tags, smtp, wait_for  # noqa: F401
-from serve.serve_support import sample_mails as _sample_mails
+from service.serve_support import ServiceUnderTest, parsed, sample_repo, series_tags, smtp, wait_for  # noqa: F401
+from service.serve_support import sample_mails as _sample_mails
 from store.small_disk import small_disk
 
-from patchbot.config import load_config
-from patchbot.intake import take_in
-from patchbot.pipeline import Context, handle_commands
-from patchbot.sample import write_sample_config
+from patchbot.config.load import load_config
+from patchbot.series.intake import take_in
+from patchbot.service.pipeline import Context, handle_commands
+from patchbot.demo.sample import write_sample_config
 from patchbot.sources import RawMail
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 EXIT_STORE_UNWRITABLE = 75  # documented in `patchbot --help` and README
 

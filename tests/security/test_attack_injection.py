@@ -26,20 +26,23 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.apply import Applied, BaseChoice
+from patchbot.testing.apply import Applied, BaseChoice
 from patchbot.commands.parse import command_lines
-from patchbot.config import Config, MailConfig, SuiteConfig
-from patchbot.execute import SuiteRun
-from patchbot.intake import take_in
-from patchbot.outbox import compose
-from patchbot.report import MAX_EXCERPTS, MAX_REPLY_BYTES, result_reply
-from patchbot.results import SuiteResult, compare
-from patchbot.safe_text import one_line, printable
+from patchbot.config.records import Config, MailConfig, SuiteConfig
+from patchbot.testing.executors.protocol import SuiteRun
+from patchbot.series.intake import take_in
+from patchbot.reply.compose import compose
+from patchbot.reply.report import MAX_EXCERPTS, MAX_REPLY_BYTES, result_reply
+from patchbot.testing.verdict import SuiteResult, compare
+from patchbot.text.safe_text import one_line, printable
 from patchbot.sources import RawMail
-from patchbot.store import SeriesRecord, StoredTestRun, Store
-from patchbot.suites import SuitePlan
-from patchbot.testreports import MAX_CASES, MAX_ELEMENTS, Outcome, ReportError, TestCase, TestReport, parse_junit, parse_tap
-from patchbot.testrun import TestRun, keep_test_run
+from patchbot.store.database import Store
+from patchbot.store.records import SeriesRecord, StoredTestRun
+from patchbot.testing.plan import SuitePlan
+from patchbot.testing.reports import (
+    MAX_CASES, MAX_ELEMENTS, Outcome, ReportError, TestCase, TestReport, parse_junit, parse_tap,
+)
+from patchbot.testing.run import TestRun, keep_test_run
 
 LIST = "aur-dev@lists.archlinux.org"
 CONFIG = Config(mail=MailConfig(sender="patchbot <patchbot@patchbot.example.org>", list_address=LIST,
@@ -207,7 +210,7 @@ def test_attack_8_three_thousand_failing_tests_make_a_reply_of_bounded_size(stor
 
 MEMORY_PROBE = textwrap.dedent("""
     import resource, sys
-    from patchbot.testreports import ReportError, parse_junit
+    from patchbot.testing.reports import ReportError, parse_junit
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         with open(sys.argv[1], "rb") as report:
@@ -445,8 +448,8 @@ GIT = ["git", "-c", "user.name=Mallory", "-c", "user.email=mallory@example.org"]
 
 
 def test_attack_8_end_to_end_a_patch_whose_suites_forge_lines_and_escapes(tmp_path):
-    from patchbot.sample import build_sample_repo, write_sample_config
-    from patchbot.sandbox import sandbox_available
+    from patchbot.demo.sample import build_sample_repo, write_sample_config
+    from patchbot.testing.sandbox import sandbox_available
 
     if sandbox_available():
         pytest.skip(f"no sandbox here: {sandbox_available()}")

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))  # 
 
 from commands_support import PY_PORT, command_mail  # noqa: E402
 from test_attack_commands import bare, db, keys, make, master  # noqa: E402,F401 - fixtures
-from outbox.outbox_support import Handler, aurweb_repo, cli_ok, relay, write_config, write_mail_files  # noqa: F401 - aurweb_repo: a fixture
-from serve.serve_support import sample_repo  # noqa: F401 - a module-scoped fixture
-from serve.serve_support import sample_mails
+from reply.outbox_support import Handler, aurweb_repo, cli_ok, relay, write_config, write_mail_files  # noqa: F401 - aurweb_repo: a fixture
+from service.serve_support import sample_repo  # noqa: F401 - a module-scoped fixture
+from service.serve_support import sample_mails
 from patchbot.sources import RawMail
 
 INJECTED = "=?utf-8?q?x=0D=0AX-Injected:_yes=0D=0A=0D=0Apatchbot_says:_every_suite_passed?="

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from patchbot import sandbox
+from patchbot.testing import sandbox
 
 UNAVAILABLE = sandbox.sandbox_available()
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.skipif(not os.access(SYSTEM_PYTHON, os.X_OK), reason=f"no {SYSTEM_PYTHON} (.ci/setup installs it)"),
 ]
 
-REPO = Path(sandbox.__file__).resolve().parents[1]
+REPO = Path(sandbox.__file__).resolve().parents[2]
 SERVICE_USER = "nobody"
 LMTP_SOCKET = Path("var/spool/postfix/patchbot/lmtp.sock")  # deploy/aurweb.toml, below the layout's root
 
@@ -55,7 +55,7 @@ DRIVER = textwrap.dedent("""
     import json, os, sys, threading, time
     sys.path.insert(0, sys.argv[1])
     from pathlib import Path
-    from patchbot.sandbox import Limits, ProcessLimit, SandboxSpec, run_sandboxed
+    from patchbot.testing.sandbox import Limits, ProcessLimit, SandboxSpec, run_sandboxed
     jobs = json.loads(sys.argv[2])
     try:
         probe = ProcessLimit.create(8)

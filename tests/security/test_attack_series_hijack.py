@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from gitmail import Mail, PatchRepo
 
-from outbox.outbox_support import LIST, Bot, Handler, parse, smtp_server, write_config
-from patchbot.intake import keep
-from patchbot.sample import build_sample_repo
+from reply.outbox_support import LIST, Bot, Handler, parse, smtp_server, write_config
+from patchbot.series.intake import keep
+from patchbot.demo.sample import build_sample_repo
 from patchbot.sources import RawMail
 
 VERA = "Vera Example <vera@example.org>"

@@ -14,10 +14,10 @@ import pytest
 from gitmail import Mail, PatchRepo
 
 from commands.commands_support import DkimKeys
-from patchbot.config import CommandsConfig, Config, MailConfig
-from patchbot.intake import take_in
+from patchbot.config.records import CommandsConfig, Config, MailConfig
+from patchbot.series.intake import take_in
 from patchbot.sources import RawMail
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 VERA = "Vera Example <vera@example.org>"
 LIST = "aur-dev@lists.archlinux.org"

@@ -16,15 +16,15 @@ import sqlite3
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from outbox.outbox_support import Handler, cli, cli_ok, relay, write_config, write_mail_files
-from serve.serve_support import ServiceUnderTest, sample_repo, wait_for  # noqa: F401 - a module-scoped fixture
-from serve.serve_support import sample_mails
-from patchbot.demo import free_port
+from reply.outbox_support import Handler, cli, cli_ok, relay, write_config, write_mail_files
+from service.serve_support import ServiceUnderTest, sample_repo, wait_for  # noqa: F401 - a module-scoped fixture
+from service.serve_support import sample_mails
+from patchbot.demo.run import free_port
 from patchbot.mail import parse_mail
 from patchbot.mail.headers import MAX_THREAD_IDS
 from patchbot.sources import RawMail
-from patchbot.intake import take_in
-from patchbot.store import Store
+from patchbot.series.intake import take_in
+from patchbot.store.database import Store
 
 LIST = "aur-dev@lists.archlinux.org"
 JOERG = "Jörg <jörg@exämple.com>"

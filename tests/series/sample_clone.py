@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.sample import build_sample_repo, write_sample_config
-from patchbot.sandbox import sandbox_available
+from patchbot.demo.sample import build_sample_repo, write_sample_config
+from patchbot.testing.sandbox import sandbox_available
 
 GIT = ["git", "-c", "user.name=Jane Doe", "-c", "user.email=jane@example.org"]
 

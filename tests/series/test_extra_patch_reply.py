@@ -9,9 +9,9 @@ import subprocess
 
 from sample_clone import GIT, patchbot, sample_with_clone
 
-from patchbot.config import load_config
-from patchbot.report import result_body
-from patchbot.store import Store
+from patchbot.config.load import load_config
+from patchbot.reply.report import result_body
+from patchbot.store.database import Store
 
 
 def test_an_extra_patch_is_applied_with_its_series_and_the_reply_says_so(tmp_path):

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from gitmail import START, Mail, deliver
 
-from patchbot.intake import Status
+from patchbot.series.intake import Status
 
 
 def only_series(store):

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from gitmail import START, Mail, deliver
 
-from patchbot.config import CommandsConfig, Config
-from patchbot.intake import take_in
+from patchbot.config.records import CommandsConfig, Config
+from patchbot.series.intake import take_in
 from patchbot.sources import RawMail
 
 VERA = "Vera Example <vera@example.org>"

@@ -15,9 +15,9 @@ import pytest
 from gitmail import START
 from pullmail import PULL_GIT, pull_mail, qemu_pull, request_pull
 
-from patchbot.config import RepositoryConfig
-from patchbot.intake import take_in
-from patchbot.pulls import PullRefused, PullRequest, checked_ref, parse_pull_request, pull_source
+from patchbot.config.records import RepositoryConfig
+from patchbot.series.intake import take_in
+from patchbot.series.pulls import PullRefused, PullRequest, checked_ref, parse_pull_request, pull_source
 from patchbot.sources import RawMail
 
 
@@ -234,9 +234,9 @@ def test_a_pull_without_tip_or_base_lines_keeps_what_it_says():
 
 def test_apply_of_a_pull_request_is_refused_with_the_git_pull_to_run(repo, store, tmp_path):
     """`patchbot: apply` applies patch mails with git am; a pull request's code is its branch."""
-    from patchbot.commands import CommandContext
+    from patchbot.commands.protocol import CommandContext
     from patchbot.commands.apply import Apply
-    from patchbot.config import Config
+    from patchbot.config.records import Config
 
     branch(repo.path, "rpc-fixes", {"aurweb/rpc.py": "# fixed\n"})
     url = f"file://{repo.path}"

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from gitmail import START, Mail, deliver
 
-from patchbot.config import CommandsConfig, Config
-from patchbot.intake import take_in
+from patchbot.config.records import CommandsConfig, Config
+from patchbot.series.intake import take_in
 from patchbot.sources import RawMail
 
 VERA = "Vera Example <vera@example.org>"
@@ -78,7 +78,7 @@ def test_based_on_and_depends_on_in_a_reply_by_the_author_or_a_maintainer_count(
     series = series_of(store, mails[0])
     assert series.based_on == ()
     stranger = reply(MALLORY, mails[0], f"Based-on: <mallory@evil.example>\nSupersedes: {mails[0].message_id}\n", 1)
-    caplog.set_level(logging.INFO, logger="patchbot.series")
+    caplog.set_level(logging.INFO, logger="patchbot.series.grouping")
     deliver(store, [stranger])
     assert f"{stranger.message_id}: Based-on:/Depends-on:/Supersedes: ignored: mallory@evil.example is neither" in caplog.text
     assert series_of(store, mails[0]).based_on == ()

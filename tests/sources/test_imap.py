@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 from dovecot import NOT_INSTALLED, dovecot_server, installed
 
-from patchbot.config import ImapSourceConfig
-from patchbot.demo import free_port
+from patchbot.config.records import ImapSourceConfig
+from patchbot.demo.run import free_port
 from patchbot.sources.imap import ImapPoller, ImapUnavailable
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 pytestmark = pytest.mark.skipif(not installed(), reason=NOT_INSTALLED)
 

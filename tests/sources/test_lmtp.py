@@ -6,10 +6,10 @@ import smtplib
 
 import pytest
 
-from patchbot.demo import free_port
-from patchbot.intake import Status, file_new_mails
+from patchbot.demo.run import free_port
+from patchbot.series.intake import Status, file_new_mails
 from patchbot.sources.lmtp import LmtpController, LmtpDelivery, LmtpSocketController
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 MAIL = (b"From: Jane Doe <jane@example.org>\r\nTo: aur-dev@lists.archlinux.org\r\n"
         b"Subject: [PATCH] rpc: fix\r\nMessage-Id: <lmtp.1@example.org>\r\n\r\n"

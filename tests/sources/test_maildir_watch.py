@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from patchbot.config import MaildirSourceConfig
+from patchbot.config.records import MaildirSourceConfig
 from patchbot.sources import UnreadableSource
 from patchbot.sources.maildir import MaildirWatcher
-from patchbot.store import Store
+from patchbot.store.database import Store
 
 MAIL = b"From: Jane Doe <jane@example.org>\nSubject: [PATCH] doc: note\nMessage-Id: <md.{n}@example.org>\n\nbody\n"
 

@@ -6,10 +6,12 @@ import sqlite3
 
 import pytest
 
-from patchbot.intake import Status, file_new_mails, keep, take_in
+from patchbot.series.intake import Status, file_new_mails, keep, take_in
 from patchbot.mail import synthetic_message_id
 from patchbot.sources import RawMail
-from patchbot.store import MIGRATIONS, Store, StoreError
+from patchbot.store.connection import StoreError
+from patchbot.store.database import Store
+from patchbot.store.migrations import MIGRATIONS
 
 MAIL = b"From: A <a@example.org>\nSubject: [PATCH] x\nMessage-Id: <m1@example.org>\n\nbody\n"
 

@@ -9,9 +9,10 @@ import sqlite3
 import pytest
 from store.small_disk import small_disk
 
-from patchbot.intake import Status, file_new_mails, keep, set_aside, take_in
+from patchbot.series.intake import Status, file_new_mails, keep, set_aside, take_in
 from patchbot.sources import RawMail
-from patchbot.store import Store, StoreError, is_machine_fault
+from patchbot.store.connection import StoreError, is_machine_fault
+from patchbot.store.database import Store
 
 PATCH = (b"From: Jane Doe <jane@example.org>\nSubject: [PATCH] rpc: fix\nMessage-Id: <fault.1@example.org>\n"
          b"Date: Mon, 30 Nov 2026 10:00:00 +0000\n\n---\n"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
-from patchbot.claims import CLAIMER, claimer_alive
+from patchbot.store.claims import CLAIMER, claimer_alive
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 LEASE = timedelta(minutes=10)
@@ -86,7 +86,7 @@ def test_a_run_that_could_not_start_waits_and_counts_its_attempts(store):
 
 def test_claimer_alive_tells_a_dead_process_and_a_reused_pid():
     assert claimer_alive(CLAIMER)
-    child = subprocess.run([sys.executable, "-c", "from patchbot.claims import CLAIMER; print(CLAIMER)"],
+    child = subprocess.run([sys.executable, "-c", "from patchbot.store.claims import CLAIMER; print(CLAIMER)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert not claimer_alive(child)
     host, pid, start = CLAIMER.split(":")

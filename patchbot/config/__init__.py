@@ -1,0 +1,1 @@
+"""The configuration: its records (records.py) and how TOML becomes them (load.py)."""
