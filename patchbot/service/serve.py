@@ -1,5 +1,10 @@
 """`patchbot serve`: take mail from the configured sources and run the pipeline as it arrives.
 
+Why this is long: the daemon's lifecycle is one sequence (start every part and say ready only
+once it listens, run, drain on SIGTERM, stop), and each part (sources, runners, outbox, events)
+is a few lines of it. A new source is a module in sources/ plus its start-up class and one line
+where the sources are listed (the function that builds `sources`) here.
+
 Sources (LMTP, Maildir, IMAP) only store mail, each on its own thread, and wake the
 scheduler. The scheduler, on the main thread, runs the pipeline's short stages in order (file
 mail, request tests, handle commands, send replies) and hands claimed test requests to at most

@@ -1,5 +1,9 @@
 """Build the environments suites run in (a venv, say) from trusted inputs only, once per key.
 
+Why this is long: the rule below is one contract (inputs, where it builds, who may download,
+how it is shared and locked); its parts check one another, and reading them apart is how a
+key once missed an input.
+
 The rule (RULE_VERSION 2; issue 11 item 5, issue 12 items 2, 3, 5):
 
 - **Inputs.** An environment's inputs are its key files as a commit holds them, read from the

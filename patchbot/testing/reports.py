@@ -1,5 +1,9 @@
 """Read a suite's test report (JUnit XML or TAP) into per-test outcomes.
 
+Why this is long: two report grammars (JUnit XML and TAP) into one TestReport, each with the
+bounds a hostile report needs (cases, bytes, depth); they share the case model and the limits,
+and a new format is one more parser here.
+
 Reports are written by code from a patch, inside the sandbox: they are untrusted input. A
 report that cannot be read raises `ReportError`, and the caller marks the suite as a failure
 of the machinery rather than of the patch. A hostile report costs bounded memory and cannot

@@ -1,5 +1,11 @@
 """Run one untrusted command inside a bubblewrap sandbox, within limits.
 
+Why this is long: one job, one process: the bwrap command line, the process limit (a pids
+cgroup or RLIMIT_NPROC in the sandbox's user namespace) and the watch over its output and time
+all act on the same child between fork and exit, and each limit's fallback depends on the others
+(see "How each limit is enforced"). Split apart, their order would be spread over modules; the
+security tests patch its constants (BWRAP) in this one module.
+
 The sandbox's root is built from an allow-list, so that whatever nobody listed is simply
 absent: no socket, file or folder of the bot (its state, config, keys, mirrors, logs, other
 worktrees, the LMTP socket Postfix delivers to) exists inside, whatever HOME the service has
