@@ -22,8 +22,8 @@ from patchbot.testing.apply import (
 )
 from patchbot.config.records import Config, RepositoryConfig, SuiteConfig
 from patchbot.testing.environments import EnvironmentNote, RULE_VERSION, RunEnvironments
-from patchbot.testing.executors.local import run_suites
-from patchbot.testing.executors.protocol import SuiteRun, Workspace
+from patchbot.testing.executors.choose import executor_for
+from patchbot.testing.executors.protocol import Executor, SuiteRun, TestedVersion, Workspace
 from patchbot.series.pulls import Pulled, apply_pull
 from patchbot.testing.verdict import SuiteResult, Verdict, compare
 from patchbot.store.database import Store
@@ -115,6 +115,35 @@ class TestRun:
         return {Outcome.PASS: "passed", Outcome.SKIPPED: "skipped"}.get(case.outcome, "unknown")
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What one test of one series version works with, fixed once its series is applied: the
+    stages of a run (plan, environments, tip, base, compare) take this, not ten positional values."""
+
+    store: Store
+    config: Config
+    repository: RepositoryConfig
+    mirror: Path
+    series: SeriesRecord
+    applied: Applied
+    work: Path  # mirrors/, worktrees/, environments/, logs/ live here
+    hidden: tuple[Path, ...]  # the bot's own files (secrets_of), invisible inside a sandbox
+    started: datetime
+    executor: Executor
+    only_suite: str | None = None  # a retest of one suite
+    fresh_base: bool = False  # run the base again even where a result is kept (a retest)
+    # What the series changes, where its mails do not say it (a pull request's base...tip).
+    paths: tuple[str, ...] | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.work / "logs" / f"series-{self.series.id}-{self.started.strftime('%Y%m%dT%H%M%S%f')}"
+
+    def tested(self) -> TestedVersion:
+        return TestedVersion(self.series.id, self.series.version, self.series.title,
+                             lambda: _description(self.store, self.series))
+
+
 def secrets_of(config: Config, database: Path) -> tuple[Path, ...]:
     """What code from a patch must never see: the config, the database and its journals, the
     SMTP and IMAP passwords, the GitLab token."""
@@ -191,8 +220,9 @@ def run_test(
     run = TestRun(series, applied, None, (), {}, None, started)
     if applied.ok:
         try:
-            run = _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite,
-                              fresh_base, pulled.paths if pulled else None)
+            run = _run_suites(RunContext(store, config, repository, mirror, series, applied, work, hidden, started,
+                                         executor_for(config), only_suite, fresh_base,
+                                         tuple(pulled.paths) if pulled else None))
         finally:
             remove_worktree(mirror, applied.worktree)
     return replace(run, pull=pulled)
@@ -228,41 +258,43 @@ def reviewed_branches(repository: RepositoryConfig) -> list[str]:
     return [repository.default_branch, *repository.branches, *repository.tag_branches.values()]
 
 
-def _run_suites(store, config, mirror, repository, series, applied, work, hidden, started, only_suite=None,
-                fresh_base=False, paths=None) -> TestRun:
-    """`paths`: what the series changes, where its mails do not say it (a pull request's base...tip)."""
-    paths = _paths_touched(store, series) if paths is None else list(paths)
+def _run_suites(context: RunContext) -> TestRun:
+    store, config, series, applied = context.store, context.config, context.series, context.applied
+    paths = _paths_touched(store, series) if context.paths is None else list(context.paths)
     required = sorted({path for suite in config.suites.values() for path in suite.requires})
-    present = paths_in_tree(mirror, applied.base_commit, required)
+    present = paths_in_tree(context.mirror, applied.base_commit, required)
     plan = plan_suites(paths, config, present.__contains__)
+    only_suite = context.only_suite
     if only_suite is not None:  # a retest of one suite
         plan = SuitePlan(plan.stacks, tuple(suite for suite in plan.run if suite.name == only_suite),
                          (*plan.left_out, *((suite.name, "not asked for") for suite in plan.run if suite.name != only_suite)))
-    logs = work / "logs" / f"series-{series.id}-{started.strftime('%Y%m%dT%H%M%S%f')}"
+    logs = context.logs
     # Environments are set up where the suites run: GitLab's jobs make their own.
-    needed = {suite.environment for suite in plan.run if suite.environment} if config.executor == "local" else set()
+    needed = ({suite.environment for suite in plan.run if suite.environment}
+              if context.executor.prepares_environments else set())
     environments = RunEnvironments.plan(
-        config, mirror, sorted(needed), base_commit=applied.base_commit, head=applied.head,
-        base_reviewed=bool(needed) and on_branches(mirror, applied.base_commit, reviewed_branches(repository)),
-        trusted=store.trusted_dependencies(series.id) if needed else set(), cache_dir=work / "environments",
-        hidden=hidden, log_dir=logs)
-    tip_space = _workspace(config, applied.worktree, logs, hidden, "tip", environments.for_tip())
-    tip = tuple(_execute(store, config, series, plan.run, tip_space))
-    base = _base_results(store, config, mirror, series, applied, tip, logs, hidden, work, environments, fresh_base)
+        config, context.mirror, sorted(needed), base_commit=applied.base_commit, head=applied.head,
+        base_reviewed=bool(needed) and on_branches(context.mirror, applied.base_commit,
+                                                   reviewed_branches(context.repository)),
+        trusted=store.trusted_dependencies(series.id) if needed else set(), cache_dir=context.work / "environments",
+        hidden=context.hidden, log_dir=logs)
+    tip_space = _workspace(config, applied.worktree, logs, context.hidden, "tip", environments.for_tip())
+    tip = tuple(_execute(context, plan.run, tip_space))
+    base = _base_results(context, tip, environments)
     previous = {}
     if series.supersedes_id is not None and (earlier := store.latest_test_run(series.supersedes_id)):
         previous = {result.suite: result for result in earlier.tip}
     verdict = compare([run.result for run in tip], base, previous)
-    return TestRun(series, applied, plan, tip, base, verdict, started, tuple(environments.notes()))
+    return TestRun(series, applied, plan, tip, base, verdict, context.started, tuple(environments.notes()))
 
 
-def _base_results(store, config, mirror, series, applied, tip, logs, hidden, work,
-                  environments: RunEnvironments, fresh_base: bool = False) -> dict[str, SuiteResult]:
+def _base_results(context: RunContext, tip: tuple[SuiteRun, ...], environments: RunEnvironments) -> dict[str, SuiteResult]:
     """The base's results for the suites that failed at the tip: kept ones, else run now.
 
     A suite that passes at the tip has no failure to classify, so its base is not run: a
     passing series costs one run of its suites, not two.
     """
+    store, config, applied = context.store, context.config, context.applied
     base: dict[str, SuiteResult] = {}
     missing = []
     for run in tip:
@@ -270,19 +302,20 @@ def _base_results(store, config, mirror, series, applied, tip, logs, hidden, wor
         if run.result.outcome is not Outcome.FAIL:
             continue
         key = suite_key(suite, environments.base_key(suite.environment))
-        cached = None if fresh_base else store.base_result(applied.base_commit, suite.name, key)
+        cached = None if context.fresh_base else store.base_result(applied.base_commit, suite.name, key)
         if cached is not None:
             base[suite.name] = cached
         else:
             missing.append(suite)
     if not missing:
         return base
-    base_tree = apply_series(mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [], work / "worktrees")
+    base_tree = apply_series(context.mirror, BaseChoice(applied.base_commit, "base", applied.base.branch), [],
+                             context.work / "worktrees")
     try:
-        base_space = _workspace(config, base_tree.worktree, logs, hidden, "base", environments.for_base())
-        runs = _execute(store, config, series, missing, base_space)
+        base_space = _workspace(config, base_tree.worktree, context.logs, context.hidden, "base", environments.for_base())
+        runs = _execute(context, missing, base_space)
     finally:
-        remove_worktree(mirror, base_tree.worktree)
+        remove_worktree(context.mirror, base_tree.worktree)
     with store.transaction():
         for run in runs:
             base[run.result.suite] = run.result
@@ -292,14 +325,9 @@ def _base_results(store, config, mirror, series, applied, tip, logs, hidden, wor
     return base
 
 
-def _execute(store: Store, config: Config, series: SeriesRecord, suites, space: Workspace) -> list[SuiteRun]:
-    """Where the suites run: each in the local sandbox, or in the project's GitLab CI."""
-    if config.executor == "gitlab":
-        from patchbot.testing.executors.gitlab import GitlabRun, run_on_gitlab
-
-        run = GitlabRun(series.id, series.version, space.label, series.title, _description(store, series))
-        return run_on_gitlab(config, suites, space, run)
-    return run_suites([(suite, space) for suite in suites], config.parallel)
+def _execute(context: RunContext, suites, space: Workspace) -> list[SuiteRun]:
+    """Where the suites run: the configured executor (executors/choose.py)."""
+    return context.executor.run(suites, space, context.tested())
 
 
 def _description(store: Store, series: SeriesRecord) -> str:

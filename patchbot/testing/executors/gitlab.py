@@ -31,7 +31,7 @@ from urllib3.util.retry import Retry
 
 from patchbot.testing.apply import git
 from patchbot.config.records import Config, GitlabConfig, SuiteConfig
-from patchbot.testing.executors.protocol import SuiteRun, Workspace
+from patchbot.testing.executors.protocol import SuiteRun, TestedVersion, Workspace
 from patchbot.testing.verdict import SuiteResult
 from patchbot.testing.reports import Outcome, TestReport, parse_tap, report_from_cases
 from patchbot.testing.errors import TestRunError
@@ -67,6 +67,21 @@ class GitlabRun:
     def branch(self) -> str:
         suffix = "" if self.label == "tip" else f"-{self.label}"
         return f"patchbot/{self.series_id}-v{self.version}{suffix}"
+
+
+class GitlabExecutor:
+    """The `gitlab` executor (see protocol.Executor): the suites run as the project's CI jobs,
+    which set up their own environments."""
+
+    name = "gitlab"
+    prepares_environments = False
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def run(self, suites: Sequence[SuiteConfig], workspace: Workspace, tested: TestedVersion) -> list[SuiteRun]:
+        run = GitlabRun(tested.series_id, tested.version, workspace.label, tested.title, tested.description())
+        return run_on_gitlab(self.config, suites, workspace, run)
 
 
 def read_token(settings: GitlabConfig) -> str:

@@ -19,7 +19,7 @@ from patchbot.config.records import Config, SuiteConfig
 from patchbot.testing.verdict import SuiteResult
 from patchbot.testing.sandbox import Ending, Limits, SandboxResult, SandboxSpec, run_sandboxed
 from patchbot.testing.suite_health import FailedRun, breakage_of
-from patchbot.testing.executors.protocol import SuiteRun, Workspace
+from patchbot.testing.executors.protocol import SuiteRun, TestedVersion, Workspace
 from patchbot.testing.reports import Outcome, ReportError, TestReport, parse_junit, parse_tap
 from patchbot.testing.treefiles import TreePathRefused, folder_refusal, open_tree_file, remove_tree_file, tree_relative
 
@@ -51,6 +51,19 @@ def sandbox_env(config: Config, environment: Path | None) -> dict[str, str]:
     if environment is not None:
         env["PATCHBOT_ENV"] = str(environment)
     return env
+
+
+class LocalExecutor:
+    """The `local` executor (see protocol.Executor): each suite in a sandbox of this machine."""
+
+    name = "local"
+    prepares_environments = True
+
+    def __init__(self, config: Config):
+        self.parallel = config.parallel
+
+    def run(self, suites: Sequence[SuiteConfig], workspace: Workspace, tested: TestedVersion) -> list[SuiteRun]:
+        return run_suites([(suite, workspace) for suite in suites], self.parallel)
 
 
 def run_suites(jobs: Sequence[tuple[SuiteConfig, Workspace]], parallel: int) -> list[SuiteRun]:
