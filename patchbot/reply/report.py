@@ -1,5 +1,10 @@
 """Turn a stored test run into the reply a person reads in the thread (a Reply, not yet sent).
 
+Why this is long: the words of a reply are one decision under one set of caps (the limits
+below bound every part against every other, and MAX_REPLY_BYTES trades them off at the end); the
+reproduce block (_reproduce and its helpers, ~100 lines) is the part that could leave, once
+LINE_WIDTH, NAME_WIDTH and `wrapped` live below both (it uses them, and this module uses it).
+
 Deciding the words happens here, filling them in happens in templates/reply/: the template
 gets ready-made strings and lists, never the raw run.
 
