@@ -37,7 +37,7 @@ def write_sample_config(path: Path, repo: Path, work: Path, db: Path, smtp_port:
         # replies would show a test run that never happened.
         raise PatchbotError(
             f"the sample project's Python suite runs with pytest from {sys.executable}, which has "
-            "none: install patchbot with its demo extra (pip install 'patchbot[demo]')"
+            "none: install it there (pip install pytest)"
         )
     text = CONFIG_TEMPLATE.read_text().format(
         db=db, work=work, repo=repo, smtp_port=smtp_port, python_bin=Path(sys.executable).parent,
