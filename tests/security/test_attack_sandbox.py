@@ -19,6 +19,8 @@ the test's interpreter under /root).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import pwd
@@ -228,6 +230,20 @@ def service_user(name: str) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
+@functools.cache
+def code_the_service_user_reads() -> Path:
+    """A copy of patchbot's package that any user may read: the checkout may sit in a folder only
+    its owner enters (a clone in `mktemp -d`), from which the service user cannot import. Under
+    /tmp, which every sandbox replaces with its own, so no suite sees it."""
+    folder = Path(tempfile.mkdtemp(prefix="patchbot-code-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    shutil.copytree(REPO / "patchbot", folder / "patchbot",
+                    ignore=shutil.ignore_patterns("__pycache__", "templates", "fixtures"))
+    for path in (folder, *folder.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
 def run_driver(user: pwd.struct_passwd, jobs: list[dict], home: Path, cgroup: Path | None = None,
                wrapper: tuple[str, ...] = ()) -> dict:
     """Run the bot's side as `user`, in `cgroup` (a delegated one) when given, through `wrapper`."""
@@ -242,7 +258,7 @@ def run_driver(user: pwd.struct_passwd, jobs: list[dict], home: Path, cgroup: Pa
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
 
-    run = subprocess.run([*wrapper, SYSTEM_PYTHON, "-c", DRIVER, str(REPO), json.dumps(jobs)],
+    run = subprocess.run([*wrapper, SYSTEM_PYTHON, "-c", DRIVER, str(code_the_service_user_reads()), json.dumps(jobs)],
                          capture_output=True, text=True, timeout=120, cwd="/",
                          env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"},
                          preexec_fn=become_the_service)
